@@ -1,0 +1,256 @@
+"""Typed resources from loaded documents.
+
+``parse_documents`` turns every document into a typed, validated resource (or
+findings), reports kinds a gateway does not need as skipped, and refuses the
+ones that would change gateway behaviour but are not implemented.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ..diagnostics import Findings
+from ..load import Document, format_path
+from .base import Loose, UnsupportedMarker
+from .core import Secret, Service
+from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService
+from .operator import IstioOperator
+
+T = TypeVar("T")
+
+_NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
+               "ServiceEntry": ServiceEntry}
+
+# Kinds whose presence would change what the gateway does, but which envoygen
+# does not compile: refusing them is better than a gateway that behaves
+# differently from the one the YAML describes.
+_REFUSED = {
+    ("networking.istio.io", "EnvoyFilter"): "EnvoyFilter patches are not applied by envoygen",
+    ("networking.istio.io", "WorkloadEntry"): "WorkloadEntry endpoints are not implemented; use ServiceEntry endpoints",
+    ("networking.istio.io", "WorkloadGroup"): "WorkloadGroup is not implemented",
+    ("security.istio.io", "AuthorizationPolicy"): "AuthorizationPolicy is not implemented",
+    ("security.istio.io", "RequestAuthentication"): "RequestAuthentication (JWT) is not implemented",
+    ("telemetry.istio.io", "Telemetry"): "Telemetry is not implemented; use meshConfig.accessLogFile",
+    ("extensions.istio.io", "WasmPlugin"): "WasmPlugin is not implemented",
+}
+
+
+@dataclass(frozen=True)
+class Res(Generic[T]):
+    """A validated resource with its source document."""
+
+    obj: T
+    doc: Document
+    namespace: str
+
+    @property
+    def name(self) -> str:
+        return self.obj.metadata.name  # type: ignore[attr-defined]
+
+    @property
+    def kind(self) -> str:
+        return self.obj.kind  # type: ignore[attr-defined]
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def line(self, *path: Any) -> int:
+        return self.doc.line_of(tuple(path))
+
+    @property
+    def created(self) -> str:
+        return self.obj.metadata.creation_timestamp or ""  # type: ignore[attr-defined]
+
+    def sort_key(self) -> tuple[str, str, str]:
+        """Istio's configCompareByCreationTime: creation time, name, namespace."""
+        return (self.created, self.name, self.namespace)
+
+
+@dataclass
+class Resources:
+    gateways: list[Res[Gateway]] = field(default_factory=list)
+    virtual_services: list[Res[VirtualService]] = field(default_factory=list)
+    destination_rules: list[Res[DestinationRule]] = field(default_factory=list)
+    service_entries: list[Res[ServiceEntry]] = field(default_factory=list)
+    services: list[Res[Service]] = field(default_factory=list)
+    secrets: list[Res[Secret]] = field(default_factory=list)
+    operators: list[Res[IstioOperator]] = field(default_factory=list)
+    secret_data: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
+
+    def all(self) -> list[Res[Any]]:
+        return [*self.gateways, *self.virtual_services, *self.destination_rules, *self.service_entries,
+                *self.services, *self.secrets, *self.operators]
+
+
+def _loc_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic adds validator names such as 'function-after[...]' for some errors
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p and p.endswith("]")) and "-" in p))
+
+
+def _report_validation(exc: ValidationError, doc: Document, kind: str, name: str, findings: Findings) -> None:
+    for err in exc.errors():
+        loc = _loc_path(err["loc"])
+        path = format_path(loc)
+        line = doc.line_of(loc)
+        etype = err["type"]
+        what = f"{kind} {name}" if name else kind
+        if etype == "extra_forbidden":
+            findings.error(doc.file, line, "EG0101", f"{what}: unknown field '{loc[-1]}'", path,
+                           "check the spelling against the Istio API reference")
+        elif etype == "missing":
+            findings.error(doc.file, line, "EG0103", f"{what}: required field '{loc[-1]}' is missing", path)
+        else:
+            got = err.get("input")
+            shown = repr(got)
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            findings.error(doc.file, line, "EG0102", f"{what}: {msg} (found {shown})", path)
+
+
+def _walk_unsupported(obj: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]]) -> None:
+    if isinstance(obj, BaseModel):
+        for fname, finfo in type(obj).model_fields.items():
+            value = getattr(obj, fname)
+            if value is None:
+                continue
+            key = finfo.alias or fname
+            marker = next((m for m in finfo.metadata if isinstance(m, UnsupportedMarker)), None)
+            if marker is not None:
+                out.append((path + (key,), marker.why))
+                continue
+            _walk_unsupported(value, path + (key,), out)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _walk_unsupported(v, path + (i,), out)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _walk_unsupported(v, path + (k,), out)
+
+
+def _walk_loose_extras(obj: Any, path: tuple[Any, ...], out: list[tuple[Any, ...]]) -> None:
+    if isinstance(obj, BaseModel):
+        if isinstance(obj, Loose) and obj.model_extra:
+            for k in sorted(obj.model_extra):
+                out.append(path + (k,))
+        for fname, finfo in type(obj).model_fields.items():
+            _walk_loose_extras(getattr(obj, fname), path + (finfo.alias or fname,), out)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _walk_loose_extras(v, path + (i,), out)
+
+
+def _decode_secret(res: Res[Secret], findings: Findings) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for key, value in res.obj.data.items():
+        try:
+            out[key] = base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            findings.error(res.file, res.line("data", key), "EG0102",
+                           f"Secret {res.key}: data.{key} is not valid base64", f"data.{key}")
+    for key, value in res.obj.string_data.items():
+        out[key] = value.encode("utf-8")
+    return out
+
+
+def parse_documents(docs: list[Document], default_namespace: str, findings: Findings) -> Resources:
+    res = Resources()
+    seen: dict[tuple[str, str, str], Document] = {}
+    for doc in docs:
+        data = doc.data
+        if not isinstance(data, dict):
+            findings.error(doc.file, doc.line, "EG0003", f"document {doc.index} is a {type(data).__name__}, not a mapping")
+            continue
+        api_version, kind = data.get("apiVersion"), data.get("kind")
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            findings.error(doc.file, doc.line, "EG0003", f"document {doc.index} has no apiVersion and kind; not a Kubernetes object")
+            continue
+        if kind == "List" and api_version == "v1" and isinstance(data.get("items"), list):
+            for i, item in enumerate(data["items"]):
+                sub_pos = {p[2:]: ln for p, ln in doc.positions.items() if p[:2] == ("items", i)}
+                sub = Document(doc.file, doc.index, doc.line_of(("items", i)), item, sub_pos)
+                _parse_one(sub, sub.data if isinstance(sub.data, dict) else {}, default_namespace, findings, res, seen)
+            continue
+        _parse_one(doc, data, default_namespace, findings, res, seen)
+    return res
+
+
+def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: Findings, res: Resources,
+               seen: dict[tuple[str, str, str], Document]) -> None:
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        findings.error(doc.file, doc.line, "EG0003", "object has no apiVersion and kind")
+        return
+    group, _, version = api_version.rpartition("/")
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    label = f"{kind} {name}".strip()
+    model: type[BaseModel] | None = None
+    if group == API_GROUP and kind in _NETWORKING:
+        if version not in API_VERSIONS:
+            findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
+                           + ", ".join(f"{API_GROUP}/{v}" for v in API_VERSIONS), "apiVersion")
+            return
+        model = _NETWORKING[kind]
+    elif api_version == "v1" and kind in ("Service", "Secret"):
+        model = Service if kind == "Service" else Secret
+    elif kind == "IstioOperator" and group == "install.istio.io":
+        model = IstioOperator
+    elif (group, kind) in _REFUSED:
+        findings.error(doc.file, doc.line, "EG0104", f"{label}: {_REFUSED[(group, kind)]}; remove it or keep it out of envoygen's input", "kind")
+        return
+    else:
+        findings.info(doc.file, doc.line, "EG0005", f"{label} ({api_version}) does not configure the gateway; skipped")
+        return
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as exc:
+        _report_validation(exc, doc, kind, name, findings)
+        return
+    unsupported: list[tuple[tuple[Any, ...], str]] = []
+    _walk_unsupported(obj, (), unsupported)
+    for path, why in unsupported:
+        findings.error(doc.file, doc.line_of(path), "EG0104", f"{label}: field '{path[-1]}' is not supported: {why}",
+                       format_path(path))
+    if unsupported:
+        return
+    extras: list[tuple[Any, ...]] = []
+    _walk_loose_extras(obj, (), extras)
+    for path in extras:
+        findings.info(doc.file, doc.line_of(path), "EG0005",
+                      f"{label}: {format_path(path)} does not configure the ingress gateway; skipped", format_path(path))
+    namespace = obj.metadata.namespace or default_ns  # type: ignore[attr-defined]
+    ident = (kind, namespace, name)
+    if ident in seen:
+        first = seen[ident]
+        findings.error(doc.file, doc.line, "EG0105", f"{kind} {namespace}/{name} is defined twice (first at {first.file}:{first.line})")
+        return
+    seen[ident] = doc
+    r = Res(obj, doc, namespace)
+    if kind == "Gateway":
+        res.gateways.append(r)
+    elif kind == "VirtualService":
+        res.virtual_services.append(r)
+    elif kind == "DestinationRule":
+        res.destination_rules.append(r)
+    elif kind == "ServiceEntry":
+        res.service_entries.append(r)
+    elif kind == "Service":
+        res.services.append(r)
+    elif kind == "Secret":
+        res.secrets.append(r)
+        res.secret_data[(namespace, name)] = _decode_secret(r, findings)
+    elif kind == "IstioOperator":
+        res.operators.append(r)

@@ -1,0 +1,285 @@
+"""Cross-resource checks, in the spirit of ``istioctl analyze``.
+
+Each check has a stable code (diagnostics.CODES), a severity, the source
+position and field path.  Errors stop the pipeline before translation; the
+translator may then assume that references resolve.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .diagnostics import Findings
+from .model import Res, Resources
+from .model.hosts import fqdn, gateway_ref, intersection, matches, split_server_host
+from .model.networking import Destination, Gateway, StringMatch, VirtualService
+from .translate.registry import ServiceInfo, build_registry, merged_rules, rule_for
+from .workloads import Workload
+
+try:
+    import re2 as _re2
+
+    _RE2_OPTS = _re2.Options()
+    _RE2_OPTS.log_errors = False
+except ImportError:  # pragma: no cover - google-re2 is a dependency
+    _re2 = None
+
+HTTP = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
+KNOWN_PROTOCOLS = HTTP | {"HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"}
+
+
+def _p(*parts: Any) -> str:
+    out = ""
+    for x in parts:
+        out += f"[{x}]" if isinstance(x, int) else (("." if out else "") + str(x))
+    return out
+
+
+def re2_error(pattern: str) -> str | None:
+    if _re2 is None:
+        return None
+    try:
+        _re2.compile(pattern, _RE2_OPTS)
+    except Exception as exc:  # re2.error carries bytes
+        msg = exc.args[0] if exc.args else exc
+        return msg.decode() if isinstance(msg, bytes) else str(msg)
+    return None
+
+
+def _check_regex(f: Findings, res: Res[Any], sm: StringMatch | None, *path: Any) -> None:
+    if sm is None or sm.regex is None or sm.regex == "*":
+        return
+    err = re2_error(sm.regex)
+    if err:
+        f.error(res.file, res.line(*path), "EG0208", f"{res.kind} {res.key}: regex {sm.regex!r} is rejected by RE2: {err}",
+                _p(*path), "Envoy uses RE2: no look-around or back-references")
+
+
+def check_gateways(resources: Resources, workloads: list[Workload], f: Findings) -> None:
+    for gw in resources.gateways:
+        spec = gw.obj.spec
+        if not any(w.selects(spec.selector) for w in workloads):
+            f.warning(gw.file, gw.line("spec", "selector"), "EG0210",
+                      f"Gateway {gw.key}: selector {spec.selector} matches no gateway workload "
+                      f"({', '.join(w.name + ' ' + str(w.labels) for w in workloads)}); it has no effect", "spec.selector")
+        names: dict[str, int] = {}
+        for i, s in enumerate(spec.servers):
+            proto = s.port.protocol.upper()
+            sp = ("spec", "servers", i)
+            if s.port.name in names:
+                f.error(gw.file, gw.line(*sp, "port", "name"), "EG0106",
+                        f"Gateway {gw.key}: port name {s.port.name!r} is used by server {names[s.port.name]} too; names must be unique",
+                        _p(*sp, "port", "name"))
+            names.setdefault(s.port.name, i)
+            if proto not in KNOWN_PROTOCOLS:
+                f.error(gw.file, gw.line(*sp, "port", "protocol"), "EG0104",
+                        f"Gateway {gw.key}: protocol {s.port.protocol!r} is not supported (use HTTP, HTTP2, GRPC, HTTPS, TLS or TCP)",
+                        _p(*sp, "port", "protocol"))
+                continue
+            tls = s.tls
+            if proto in HTTP and tls is not None:
+                extra = [k for k, v in tls.model_dump(exclude_defaults=True).items() if k != "https_redirect"]
+                if extra:
+                    f.error(gw.file, gw.line(*sp, "tls"), "EG0106",
+                            f"Gateway {gw.key}: a plain {proto} server may only set tls.httpsRedirect", _p(*sp, "tls"))
+            if proto in ("HTTPS", "TLS"):
+                if tls is None:
+                    f.error(gw.file, gw.line(*sp, "port"), "EG0106",
+                            f"Gateway {gw.key}: server {s.port.name} ({proto}) needs a tls block", _p(*sp, "tls"))
+                    continue
+                if tls.mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") and (
+                        tls.credential_name or tls.credential_names or tls.server_certificate or tls.private_key or tls.ca_certificates):
+                    f.error(gw.file, gw.line(*sp, "tls"), "EG0106",
+                            f"Gateway {gw.key}: tls mode {tls.mode} cannot carry certificates or credentialName",
+                            _p(*sp, "tls"))
+                if tls.mode in ("AUTO_PASSTHROUGH", "ISTIO_MUTUAL"):
+                    f.error(gw.file, gw.line(*sp, "tls", "mode"), "EG0104",
+                            f"Gateway {gw.key}: tls mode {tls.mode} is mesh-internal and not supported by envoygen",
+                            _p(*sp, "tls", "mode"))
+                if tls.https_redirect:
+                    f.warning(gw.file, gw.line(*sp, "tls", "httpsRedirect"), "EG0106",
+                              f"Gateway {gw.key}: httpsRedirect on a {proto} server has no effect", _p(*sp, "tls", "httpsRedirect"))
+            if proto in ("TCP", "MONGO", "MYSQL", "REDIS") and tls is not None:
+                f.error(gw.file, gw.line(*sp, "tls"), "EG0106", f"Gateway {gw.key}: a TCP server cannot carry tls",
+                        _p(*sp, "tls"))
+
+
+def _bound_gateways(vs: Res[VirtualService], gateways: dict[str, Res[Gateway]]) -> list[Res[Gateway]]:
+    return [gateways[r] for r in (gateway_ref(g, vs.namespace) for g in vs.obj.spec.gateways) if r in gateways]
+
+
+def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, registry: dict[str, ServiceInfo],
+                       rules: dict, server_ports: set[int], path: tuple[Any, ...]) -> None:
+    host = fqdn(d.host, vs.namespace)
+    svc = registry.get(host)
+    where = _p(*path)
+    if svc is None:
+        f.error(vs.file, vs.line(*path, "host"), "EG0203",
+                f"VirtualService {vs.key}: destination host {host} has no endpoints: no ServiceEntry or Service defines it",
+                where + ".host", "add a ServiceEntry (resolution STATIC or DNS) or a Kubernetes Service for it")
+        return
+    if svc.resolution == "NONE":
+        f.error(vs.file, vs.line(*path, "host"), "EG0203",
+                f"VirtualService {vs.key}: destination host {host} comes from {svc.origin} with resolution NONE, "
+                "which gives a gateway no endpoints (Istio answers 503)", where + ".host", "use resolution STATIC or DNS")
+    if d.port is not None:
+        ports = [d.port.number]
+    elif len(svc.ports) == 1:
+        ports = [svc.ports[0].number]
+    else:
+        ports = sorted(server_ports)
+    for port in ports:
+        if svc.port(port) is None:
+            how = "destination.port" if d.port else f"the gateway server port {port} (the service has several ports and none is named)"
+            f.error(vs.file, vs.line(*path), "EG0205",
+                    f"VirtualService {vs.key}: {svc.origin} exposes no port {port} for {host} (from {how}); "
+                    f"ports: {', '.join(str(p.number) for p in svc.ports) or 'none'}", where + (".port" if d.port else ""))
+    if d.subset:
+        rule = rule_for(host, rules)
+        if rule is None or rule.subset(d.subset) is None:
+            f.error(vs.file, vs.line(*path, "subset"), "EG0204",
+                    f"VirtualService {vs.key}: subset {d.subset!r} of {host} is not defined by any DestinationRule",
+                    where + ".subset", "define it under a DestinationRule's spec.subsets")
+
+
+def check_virtual_services(resources: Resources, workloads: list[Workload], f: Findings) -> None:
+    gateways = {g.key: g for g in resources.gateways}
+    registry = build_registry(resources, Findings())
+    rules = merged_rules(resources, workloads[0].namespace if workloads else "istio-system", Findings())
+    for vs in resources.virtual_services:
+        spec = vs.obj.spec
+        refs = [(i, gateway_ref(g, vs.namespace)) for i, g in enumerate(spec.gateways)]
+        if not refs:
+            f.info(vs.file, vs.line("spec"), "EG0005",
+                   f"VirtualService {vs.key} has no gateways, so it binds only to the mesh; skipped", "spec.gateways")
+            continue
+        for i, ref in refs:
+            if ref != "mesh" and ref not in gateways:
+                f.error(vs.file, vs.line("spec", "gateways", i), "EG0201",
+                        f"VirtualService {vs.key}: gateway {ref} does not exist in the input", _p("spec", "gateways", i),
+                        "check the name and namespace (<namespace>/<name>)")
+        bound = _bound_gateways(vs, gateways)
+        server_ports: set[int] = set()
+        for gw in bound:
+            for s in gw.obj.spec.servers:
+                server_ports.add(s.port.number)
+        if bound:
+            vs_hosts = [fqdn(h, vs.namespace) for h in spec.hosts]
+            for hi, h in enumerate(vs_hosts):
+                served = False
+                for gw in bound:
+                    for s in gw.obj.spec.servers:
+                        hosts = [split_server_host(x, gw.namespace) for x in s.hosts]
+                        if intersection([n for ns, n in hosts if ns in ("*", vs.namespace)], [h]):
+                            served = True
+                if not served:
+                    f.warning(vs.file, vs.line("spec", "hosts", hi), "EG0202",
+                              f"VirtualService {vs.key}: host {h} is served by none of its gateways' servers",
+                              _p("spec", "hosts", hi))
+        if not spec.hosts:
+            f.error(vs.file, vs.line("spec"), "EG0103", f"VirtualService {vs.key}: spec.hosts is required", "spec.hosts")
+        for i, http in enumerate(spec.http):
+            base = ("spec", "http", i)
+            if not http.route and http.redirect is None and http.direct_response is None:
+                f.error(vs.file, vs.line(*base), "EG0103",
+                        f"VirtualService {vs.key}: http[{i}] needs route, redirect or directResponse", _p(*base))
+            if len(http.route) > 1 and sum(d.weight for d in http.route) == 0:
+                f.error(vs.file, vs.line(*base, "route"), "EG0106",
+                        f"VirtualService {vs.key}: http[{i}] has several destinations and all weights are 0", _p(*base, "route"))
+            if http.redirect is None and http.direct_response is None:
+                for j, d in enumerate(http.route):
+                    _check_destination(f, vs, d.destination, registry, rules, server_ports, (*base, "route", j, "destination"))
+            if http.mirror is not None:
+                _check_destination(f, vs, http.mirror, registry, rules, server_ports, (*base, "mirror"))
+            for j, m in enumerate(http.mirrors):
+                _check_destination(f, vs, m.destination, registry, rules, server_ports, (*base, "mirrors", j, "destination"))
+            for j, m in enumerate(http.match):
+                mp = (*base, "match", j)
+                for key in ("uri", "scheme", "method", "authority"):
+                    _check_regex(f, vs, getattr(m, key), *mp, key)
+                for group in ("headers", "query_params", "without_headers"):
+                    alias = {"query_params": "queryParams", "without_headers": "withoutHeaders"}.get(group, group)
+                    for k, sm in getattr(m, group).items():
+                        _check_regex(f, vs, sm, *mp, alias, k)
+                for gi, g in enumerate(m.gateways):
+                    ref = gateway_ref(g, vs.namespace)
+                    if ref != "mesh" and ref not in gateways:
+                        f.error(vs.file, vs.line(*mp, "gateways", gi), "EG0201",
+                                f"VirtualService {vs.key}: match gateway {ref} does not exist in the input", _p(*mp, "gateways", gi))
+            if http.rewrite and http.rewrite.uri_regex_rewrite:
+                err = re2_error(http.rewrite.uri_regex_rewrite.match)
+                if err:
+                    f.error(vs.file, vs.line(*base, "rewrite", "uriRegexRewrite", "match"), "EG0208",
+                            f"VirtualService {vs.key}: regex is rejected by RE2: {err}", _p(*base, "rewrite", "uriRegexRewrite", "match"))
+            if http.cors_policy:
+                for j, o in enumerate(http.cors_policy.allow_origins):
+                    _check_regex(f, vs, o, *base, "corsPolicy", "allowOrigins", j)
+            for side in ("request", "response"):
+                ops = getattr(http.headers, side, None) if http.headers else None
+                for kind in ("set", "add"):
+                    for k in (getattr(ops, kind) if ops else {}):
+                        lk = k.lower()
+                        if lk.startswith(":") or lk == "host":
+                            if side == "request" and lk in (":authority", "host"):
+                                continue
+                            f.warning(vs.file, vs.line(*base, "headers", side, kind, k), "EG0106",
+                                      f"VirtualService {vs.key}: header {k!r} cannot be set; Istio drops it",
+                                      _p(*base, "headers", side, kind, k))
+        _check_unreachable(f, vs)
+        for i, tcp in enumerate(spec.tcp):
+            if not tcp.route:
+                f.error(vs.file, vs.line("spec", "tcp", i), "EG0103", f"VirtualService {vs.key}: tcp[{i}] needs a route",
+                        _p("spec", "tcp", i, "route"))
+            for j, d in enumerate(tcp.route):
+                _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tcp", i, "route", j, "destination"))
+        for i, tls in enumerate(spec.tls):
+            if not tls.route:
+                f.error(vs.file, vs.line("spec", "tls", i), "EG0103", f"VirtualService {vs.key}: tls[{i}] needs a route",
+                        _p("spec", "tls", i, "route"))
+            for j, m in enumerate(tls.match):
+                for k, sni in enumerate(m.sni_hosts):
+                    if not any(matches(sni.lower(), fqdn(h, vs.namespace)) for h in spec.hosts):
+                        f.error(vs.file, vs.line("spec", "tls", i, "match", j, "sniHosts", k), "EG0106",
+                                f"VirtualService {vs.key}: sniHost {sni} is not one of the VirtualService hosts",
+                                _p("spec", "tls", i, "match", j, "sniHosts", k))
+            for j, d in enumerate(tls.route):
+                _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tls", i, "route", j, "destination"))
+
+
+def _check_unreachable(f: Findings, vs: Res[VirtualService]) -> None:
+    from .translate.http import is_catch_all, route_match
+
+    for i, http in enumerate(vs.obj.spec.http):
+        catch_all = not http.match or any(
+            is_catch_all(route_match(m)) and m.port is None and not m.gateways for m in http.match)
+        if catch_all and i + 1 < len(vs.obj.spec.http):
+            f.warning(vs.file, vs.line("spec", "http", i + 1), "EG0207",
+                      f"VirtualService {vs.key}: http[{i + 1}] and later routes are unreachable: http[{i}] matches every request",
+                      _p("spec", "http", i + 1), "move the catch-all route last")
+            return
+
+
+def check_destination_rules(resources: Resources, f: Findings) -> None:
+    for dr in resources.destination_rules:
+        tps = [(dr.obj.spec.traffic_policy, ("spec", "trafficPolicy"))]
+        tps += [(s.traffic_policy, ("spec", "subsets", i, "trafficPolicy")) for i, s in enumerate(dr.obj.spec.subsets)]
+        for tp, path in tps:
+            if tp is None:
+                continue
+            items = [(tp, path)] + [(pl, (*path, "portLevelSettings", i)) for i, pl in enumerate(tp.port_level_settings)]
+            for pol, pp in items:
+                lb = pol.load_balancer
+                if lb is not None and lb.simple == "PASSTHROUGH":
+                    f.error(dr.file, dr.line(*pp, "loadBalancer", "simple"), "EG0104",
+                            f"DestinationRule {dr.key}: loadBalancer PASSTHROUGH needs original-destination routing, "
+                            "which a gateway cannot do", _p(*pp, "loadBalancer", "simple"))
+                if pol.tls is not None and pol.tls.mode != "DISABLE":
+                    f.error(dr.file, dr.line(*pp, "tls"), "EG0104",
+                            f"DestinationRule {dr.key}: upstream tls mode {pol.tls.mode} is not implemented yet",
+                            _p(*pp, "tls"))
+
+
+def analyze(resources: Resources, workloads: list[Workload], f: Findings) -> None:
+    check_gateways(resources, workloads, f)
+    check_virtual_services(resources, workloads, f)
+    check_destination_rules(resources, f)

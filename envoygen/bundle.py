@@ -1,0 +1,118 @@
+"""Write bundles atomically, with a manifest.
+
+Everything is written into a temporary directory beside OUT and renamed into
+place only when complete.  OUT must be absent, empty, or an earlier envoygen
+output (recognised by its manifest, every file of which it lists); anything
+else is refused, so a user's files are never overwritten or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+GENERATOR = "envoygen"
+MANIFEST = "manifest.json"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_for(files: dict[str, tuple[bytes, int]], meta: dict[str, Any]) -> bytes:
+    digests = {path: sha256(content) for path, (content, _) in sorted(files.items())}
+    digest = sha256("".join(f"{p}\0{d}\n" for p, d in digests.items()).encode())
+    doc = {"generator": GENERATOR, **meta, "files": digests, "digest": digest}
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _is_our_output(out: Path) -> tuple[bool, str]:
+    """Is ``out`` an earlier envoygen output whose every file the manifests list?"""
+    man = out / MANIFEST
+    try:
+        doc = json.loads(man.read_text())
+    except (OSError, ValueError):
+        return False, f"{out} is not empty and has no envoygen {MANIFEST}"
+    if not isinstance(doc, dict) or doc.get("generator") != GENERATOR:
+        return False, f"{out}/{MANIFEST} was not written by envoygen"
+    known: set[str] = {MANIFEST}
+    for rel in doc.get("files", {}):
+        known.add(rel)
+    for sub in doc.get("bundles", []):
+        ok, why = _is_our_output(out / sub)
+        if not ok:
+            return False, why
+        for p in (out / sub).rglob("*"):
+            known.add(str(p.relative_to(out)))
+        known.add(sub)
+    for p in out.rglob("*"):
+        rel = str(p.relative_to(out))
+        if p.is_dir() and not p.is_symlink():
+            if any(k.startswith(rel + "/") for k in known) or rel in known:
+                continue
+            return False, f"{out} holds a directory envoygen did not write: {rel}"
+        if rel not in known:
+            return False, f"{out} holds a file envoygen did not write: {rel}"
+    return True, ""
+
+
+def check_out(out: Path) -> None:
+    """Refuse an OUT that is neither absent, empty, nor an earlier envoygen output."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InputError(f"-o {out}: exists and is not a directory; refusing to replace it")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    ok, why = _is_our_output(out)
+    if not ok:
+        raise InputError(f"-o {out}: {why}; refusing to overwrite it (choose an empty or new directory)")
+
+
+def _write_tree(root: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    for rel, (content, mode) in sorted(files.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        os.chmod(path, mode)
+
+
+def write_atomically(out: Path, tree: dict[str, tuple[bytes, int]]) -> None:
+    """Write ``tree`` (relative path → content, mode) as the whole of ``out``."""
+    check_out(out)
+    parent = out.resolve().parent if out.exists() else out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.envoygen-", dir=parent))
+    except OSError as exc:
+        raise InputError(f"-o {out}: cannot create a directory beside it: {exc.strerror or exc}") from None
+    old: Path | None = None
+    try:
+        _write_tree(tmp, tree)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(tmp, out)
+    except OSError as exc:
+        if old is not None and not out.exists():
+            os.rename(old, out)
+            old = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"-o {out}: cannot write the bundle: {exc.strerror or exc}") from None
+    except BaseException:
+        if old is not None and not out.exists():
+            os.rename(old, out)
+            old = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

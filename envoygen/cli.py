@@ -1,0 +1,263 @@
+"""The command line.  Each command parses options, calls the pipeline, prints.
+
+Domain errors are click exceptions with exit codes (errors.py): 1 invalid
+input, 2 usage, 3 environment.  Never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .diagnostics import Findings
+from .errors import EnvironmentProblem, FindingsError, InputError
+from .options import render_options
+from .pipeline import Compiled, Request, compile_inputs, render_for_host, render_to
+from .translate import Options
+
+
+def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
+    port_map = dict(kw.get("port_map") or ())
+    opts = Options(
+        install_dir=install_dir or kw["install_dir"],
+        port_map=port_map,
+        admin_port=kw["admin_port"],
+        readiness_port=kw["readiness_port"],
+        stats_port=kw["stats_port"],
+        credentials_dir=kw.get("credentials_dir"),
+        allow_expired=kw.get("allow_expired", False),
+        access_log=kw.get("access_log"),
+    )
+    return Request(tuple(kw["paths"]), kw["namespace"], kw.get("gateway"), opts, kw.get("templates"),
+                   kw.get("bootstrap_format", "yaml"))
+
+
+def _print_findings(findings: Findings, quiet: bool = False) -> None:
+    for f in findings:
+        if f.severity == "error":
+            continue  # printed by FindingsError
+        if quiet and f.severity == "info":
+            continue
+        click.echo(f.format(), err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FindingsError:
+            raise
+        except click.ClickException:
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except RecursionError:
+            raise InputError("input is nested too deeply to process") from None
+        except MemoryError:
+            raise InputError("input is too large to process") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="envoygen")
+def cli() -> None:
+    """Compile Istio ingress-gateway YAML into a self-contained Envoy gateway.
+
+    \b
+    Gateway, VirtualService, DestinationRule, ServiceEntry, Secret, Service and
+    IstioOperator in; a static Envoy bootstrap, SDS files and a Docker image out.
+    Exit codes: 0 ok, 1 invalid input, 2 usage, 3 environment (Docker, Envoy).
+    """
+
+
+@cli.command()
+@render_options
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Bundle directory: absent, empty, or an earlier envoygen bundle (replaced atomically).")
+@click.option("-q", "--quiet", is_flag=True, help="Do not list skipped kinds.")
+def render(out: Path, quiet: bool, **kw: Any) -> None:
+    """Render the bundle (bootstrap, SDS files, certificates, Dockerfile) into OUT."""
+    compiled = render_to(_request(kw), out, sys.stdin.buffer)
+    _print_findings(compiled.findings, quiet)
+    for b in compiled.bundles:
+        where = out if compiled.single else out / b.workload.name
+        ports = ", ".join(str(l.port) for l in b.bootstrap.listeners) or "none"
+        click.echo(f"wrote {where} for gateway {b.workload.namespace}/{b.workload.name} (listeners on {ports})", err=True)
+
+
+def _validate_with_envoy(compiled: Compiled, root: Path, envoy_path: str | None) -> list[tuple[str, bool, str]]:
+    from .envoy import find_envoy, validate
+
+    binary = find_envoy(envoy_path)
+    results = []
+    for b in compiled.bundles:
+        base = root if compiled.single else root / b.workload.name
+        ok, output = validate(binary, base / b.bootstrap_file)
+        results.append((b.workload.name, ok, output))
+    return results
+
+
+@cli.command()
+@render_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: findings and results as JSON on stdout.")
+@click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
+              help="warning: also exit 1 on warnings (strict CI).")
+@click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary (default: the embedded one).")
+@click.option("--skip-envoy", is_flag=True, help="Only the model and analyzer checks, without Envoy's own validation.")
+def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, **kw: Any) -> None:
+    """Check the input: model, analyzers, and Envoy's own --mode validate."""
+    req = _request(kw)
+    tmp_root: Path | None = None
+    try:
+        try:
+            if skip_envoy:
+                compiled = compile_inputs(req, sys.stdin.buffer)
+                results: list[tuple[str, bool, str]] = []
+            else:
+                compiled, root = render_for_host(req, sys.stdin.buffer)
+                tmp_root = root.parent
+                results = _validate_with_envoy(compiled, root, envoy_path)
+        except FindingsError as exc:
+            if fmt == "json":
+                click.echo(json.dumps({"ok": False, "findings": [f.as_dict() for f in exc.findings]}, indent=2))
+                raise SystemExit(1) from None
+            raise
+        findings = compiled.findings.sorted()
+        envoy_ok = all(ok for _, ok, _ in results)
+        warn_fail = fail_on == "warning" and any(f.severity == "warning" for f in findings)
+        ok = envoy_ok and not warn_fail
+        if fmt == "json":
+            click.echo(json.dumps({
+                "ok": ok,
+                "findings": [f.as_dict() for f in findings],
+                "envoy": [{"workload": w, "ok": o, "output": out if not o else ""} for w, o, out in results],
+            }, indent=2))
+        else:
+            _print_findings(compiled.findings)
+            for w, o, out in results:
+                if o:
+                    click.echo(f"{w}: Envoy accepted the configuration", err=True)
+                else:
+                    click.echo(f"{w}: EG0401 Envoy rejected the configuration:\n{out}", err=True)
+            if warn_fail:
+                click.echo("error: warnings found and --fail-on warning is set", err=True)
+        if not ok:
+            raise SystemExit(1)
+    finally:
+        if tmp_root is not None:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+@cli.command()
+@render_options
+@click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary (default: the embedded one).")
+@click.option("--log-level", default="info", show_default=True, help="Envoy log level.")
+def run(envoy_path: str | None, log_level: str, **kw: Any) -> None:
+    """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C stops)."""
+    from .envoy import find_envoy
+
+    binary = find_envoy(envoy_path)
+    compiled, root = render_for_host(_request(kw), sys.stdin.buffer)
+    _print_findings(compiled.findings, quiet=True)
+    if not compiled.single:
+        shutil.rmtree(root.parent, ignore_errors=True)
+        raise InputError("several gateway workloads; choose one with --gateway LABELS")
+    b = compiled.bundles[0]
+    for l in b.bootstrap.listeners:
+        click.echo(f"listening on {l.address}:{l.port} ({l.name})", err=True)
+    click.echo(f"readiness http://127.0.0.1:{b.bootstrap.readiness_port}/healthz/ready; bundle {root}", err=True)
+    proc = subprocess.Popen([str(binary), "-c", str(root / b.bootstrap_file), "--log-level", log_level,
+                             "--disable-hot-restart"])
+
+    def forward(signum: int, _frame: Any) -> None:
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        code = proc.wait()
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+    raise SystemExit(code)
+
+
+@cli.command()
+@render_options
+@click.option("-t", "--tag", required=True, help="Image tag, e.g. coolstore-gateway:1.0.")
+@click.option("--base-image", default=None, metavar="IMAGE",
+              help="Image holding /usr/local/bin/envoy (default: built locally from the embedded Envoy).")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a docker save archive (for docker load on an air-gapped host).")
+@click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary used to validate.")
+def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str | None, **kw: Any) -> None:
+    """Render, validate with Envoy, and bake the bundle into a Docker image."""
+    from .image import build_image
+
+    req = _request(kw)
+    compiled, root = render_for_host(req, sys.stdin.buffer)
+    try:
+        _print_findings(compiled.findings, quiet=True)
+        if not compiled.single:
+            raise InputError("several gateway workloads; choose one with --gateway LABELS")
+        for w, ok, out in _validate_with_envoy(compiled, root, envoy_path):
+            if not ok:
+                raise InputError(f"EG0401 Envoy rejected the configuration of {w}:\n{out}")
+        # the image gets the bundle rendered for the user's --install-dir
+        final = compile_inputs(req)
+        out = root.parent / "image-bundle"
+        from .pipeline import output_tree
+        from .bundle import write_atomically
+
+        write_atomically(out, output_tree(final))
+        digest = json.loads((out / "manifest.json").read_text())["digest"]
+        image_id = build_image(out, tag, base_image=base_image, save=save,
+                               labels={"io.envoygen.bundle.digest": digest},
+                               progress=lambda line: click.echo(line, err=True))
+        click.echo(f"built {tag} ({image_id}), bundle digest {digest}", err=True)
+        if save:
+            click.echo(f"saved {save} (docker load -i {save})", err=True)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@cli.command("proxy-config")
+@click.argument("what", type=click.Choice(["listeners", "routes", "clusters", "endpoints", "secrets"]))
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+def proxy_config(what: str, bundle: Path, fmt: str) -> None:
+    """istioctl-style views of a rendered bundle."""
+    from .inspect import show
+
+    click.echo(show(what, bundle, fmt), nl=False)
+
+
+def _register_optional() -> None:
+    try:
+        from .certs import certs
+    except ImportError:  # pragma: no cover
+        return
+    cli.add_command(certs)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="envoygen", standalone_mode=True)
+    except RecursionError:
+        click.echo("error: input is nested too deeply to process", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The intermediate representation: Envoy-shaped, free of Istio, Jinja and Docker.
+
+The translator builds it; the templates render it.  Everything is a frozen
+dataclass of plain values, in the order it is to be emitted, so rendering is a
+pure function of the IR and golden files are stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# ------------------------------------------------------------------ HTTP routes
+
+
+@dataclass(frozen=True)
+class StringMatcher:
+    kind: Literal["exact", "prefix", "safe_regex", "present"]
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    name: str
+    matcher: StringMatcher
+    invert: bool = False
+    treat_missing_as_empty: bool = False
+
+
+@dataclass(frozen=True)
+class QueryMatch:
+    name: str
+    matcher: StringMatcher
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    path_kind: Literal["prefix", "path", "safe_regex"]
+    path: str
+    case_sensitive: bool = True
+    headers: tuple[HeaderMatch, ...] = ()
+    query_parameters: tuple[QueryMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeaderValue:
+    key: str
+    value: str
+    append_action: Literal["OVERWRITE_IF_EXISTS_OR_ADD", "APPEND_IF_EXISTS_OR_ADD"]
+
+
+@dataclass(frozen=True)
+class HeaderOps:
+    request_add: tuple[HeaderValue, ...] = ()
+    request_remove: tuple[str, ...] = ()
+    response_add: tuple[HeaderValue, ...] = ()
+    response_remove: tuple[str, ...] = ()
+
+    def empty(self) -> bool:
+        return not (self.request_add or self.request_remove or self.response_add or self.response_remove)
+
+
+@dataclass(frozen=True)
+class WeightedCluster:
+    name: str
+    weight: int
+    headers: HeaderOps = field(default_factory=HeaderOps)
+    host_rewrite: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retry_on: str
+    num_retries: int
+    per_try_timeout: float | None = None
+    retriable_status_codes: tuple[int, ...] = ()
+    previous_hosts: bool = True
+    host_selection_retry_max_attempts: int = 5
+    previous_priorities: bool = False
+
+
+@dataclass(frozen=True)
+class HashPolicy:
+    kind: Literal["header", "cookie", "connection", "query_parameter"]
+    name: str = ""
+    ttl: float | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class MirrorPolicy:
+    cluster: str
+    percent: float | None  # None = 100%
+
+
+@dataclass(frozen=True)
+class RouteAction:
+    clusters: tuple[WeightedCluster, ...]  # one → cluster, several → weighted_clusters
+    timeout: float = 0.0
+    retry: RetryPolicy | None = None
+    prefix_rewrite: str | None = None
+    regex_rewrite: tuple[str, str] | None = None
+    host_rewrite: str | None = None
+    hash_policies: tuple[HashPolicy, ...] = ()
+    mirrors: tuple[MirrorPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class Redirect:
+    response_code: Literal["MOVED_PERMANENTLY", "FOUND", "SEE_OTHER", "TEMPORARY_REDIRECT", "PERMANENT_REDIRECT"]
+    host: str | None = None
+    path: str | None = None
+    prefix_rewrite: str | None = None
+    scheme: str | None = None
+    port: int | None = None
+    strip_query: bool = False
+
+
+@dataclass(frozen=True)
+class DirectResponse:
+    status: int
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    delay: float | None = None
+    delay_per_million: int = 1_000_000
+    abort_status: int | None = None
+    abort_grpc_status: int | None = None
+    abort_per_million: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Cors:
+    origins: tuple[StringMatcher, ...] = ()
+    allow_methods: str | None = None
+    allow_headers: str | None = None
+    expose_headers: str | None = None
+    max_age: int | None = None
+    allow_credentials: bool | None = None
+    forward_not_matching_preflights: bool = True
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    match: RouteMatch
+    action: RouteAction | Redirect | DirectResponse
+    headers: HeaderOps = field(default_factory=HeaderOps)
+    fault: Fault | None = None
+    cors: Cors | None = None
+    operation: str = ""
+    metadata_vs: str = ""  # namespace/name of the VirtualService, for proxy-config and config_dump
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+    require_tls: bool = False
+    include_request_attempt_count: bool = True
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    virtual_hosts: tuple[VirtualHost, ...]
+
+
+# ------------------------------------------------------------------ listeners
+
+
+@dataclass(frozen=True)
+class AccessLog:
+    path: str
+    encoding: Literal["TEXT", "JSON"]
+    text_format: str = ""
+    json_format: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HttpConnectionManager:
+    stat_prefix: str
+    route_config: RouteConfig
+    xff_num_trusted_hops: int = 0
+    access_log: AccessLog | None = None
+    uses_fault: bool = False
+    uses_cors: bool = False
+
+
+@dataclass(frozen=True)
+class TcpProxy:
+    stat_prefix: str
+    clusters: tuple[WeightedCluster, ...]
+    idle_timeout: float | None = None
+    access_log: AccessLog | None = None
+
+
+@dataclass(frozen=True)
+class SdsRef:
+    """A secret Envoy loads from an SDS file (path relative to the install dir)."""
+
+    name: str
+    sds_file: str
+
+
+@dataclass(frozen=True)
+class DownstreamTls:
+    certificates: tuple[SdsRef, ...]
+    validation: SdsRef | None = None
+    require_client_certificate: bool = False
+    subject_alt_names: tuple[str, ...] = ()
+    spki: tuple[str, ...] = ()
+    hashes: tuple[str, ...] = ()
+    min_version: str | None = None
+    max_version: str | None = None
+    cipher_suites: tuple[str, ...] = ()
+    ecdh_curves: tuple[str, ...] = ()
+    alpn: tuple[str, ...] = ()
+    trust_chain_verification: str | None = None
+
+
+@dataclass(frozen=True)
+class FilterChain:
+    name: str
+    server_names: tuple[str, ...] = ()
+    tls: DownstreamTls | None = None
+    http: HttpConnectionManager | None = None
+    tcp: TcpProxy | None = None
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    address: str
+    port: int
+    filter_chains: tuple[FilterChain, ...]
+    tls_inspector: bool = False
+    access_log: AccessLog | None = None
+
+
+# ------------------------------------------------------------------ clusters
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+    weight: int | None = None
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    consecutive_5xx: int | None = None
+    consecutive_gateway_failure: int | None = None
+    interval: float | None = None
+    base_ejection_time: float | None = None
+    max_ejection_percent: int | None = None
+    split_external_local_origin_errors: bool | None = None
+    consecutive_local_origin_failure: int | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamTls:
+    sni: str | None
+    auto_sni: bool
+    auto_san_validation: bool
+    ca_file: str | None  # absolute path at run time; None = no validation
+    certificate: SdsRef | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    alpn: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    discovery: Literal["STATIC", "STRICT_DNS", "LOGICAL_DNS"]
+    endpoints: tuple[Endpoint, ...]
+    connect_timeout: float = 10.0
+    lb_policy: Literal["LEAST_REQUEST", "ROUND_ROBIN", "RANDOM", "RING_HASH", "MAGLEV"] = "LEAST_REQUEST"
+    ring_size: int | None = None
+    maglev_table_size: int | None = None
+    max_connections: int = 4294967295
+    max_pending_requests: int = 4294967295
+    max_requests: int = 4294967295
+    max_retries: int = 4294967295
+    outlier: OutlierDetection | None = None
+    healthy_panic_threshold: int | None = None
+    http2: bool = False
+    use_downstream_protocol: bool = False
+    idle_timeout: float | None = None
+    max_requests_per_connection: int | None = None
+    max_connection_duration: float | None = None
+    max_concurrent_streams: int | None = None
+    tcp_keepalive: tuple[int | None, int | None, int | None] | None = None
+    dns_refresh_rate: float = 60.0
+    tls: UpstreamTls | None = None
+    service: str = ""  # fqdn, for proxy-config
+    port: int = 0
+    subset: str = ""
+    direction: str = "outbound"
+
+
+# ------------------------------------------------------------------ secrets and bootstrap
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One SDS file: a certificate+key, or a validation context (CA, CRL)."""
+
+    name: str  # kubernetes://<credential>[-cacert]
+    sds_file: str  # relative to the bundle: sds/<credential>.yaml
+    directory: str  # relative: certs/<credential>
+    kind: Literal["tls_certificate", "validation_context"]
+    files: tuple[tuple[str, bytes], ...]  # (file name in directory, content)
+    credential: str = ""
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    node_id: str
+    node_cluster: str
+    install_dir: str
+    admin_port: int
+    readiness_port: int
+    stats_port: int
+    listeners: tuple[Listener, ...]
+    clusters: tuple[Cluster, ...]
+    secrets: tuple[Secret, ...]
+    workload: str
+    namespace: str
+    bound_ports: tuple[int, ...] = ()

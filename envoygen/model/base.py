@@ -1,0 +1,84 @@
+"""Strict pydantic base for the input APIs.
+
+* ``extra="forbid"``: a field the API does not have is an error, by name.
+* camelCase aliases, as the Istio and Kubernetes APIs spell them.
+* strict types: ``"80"`` is not a port number, ``"true"`` is not a boolean.
+* :data:`Unsupported` marks fields that are valid Istio but that envoygen does
+  not implement; setting one is an EG0104 error (never silently ignored).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WrapValidator
+from pydantic.alias_generators import to_camel
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        strict=True,
+    )
+
+
+class Loose(BaseModel):
+    """For parts of foreign objects whose fields are read but not all modelled."""
+
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class UnsupportedMarker:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def unsupported(why: str) -> Any:
+    """A field Istio has and envoygen refuses: any value but null is an error."""
+    return Annotated[Any, UnsupportedMarker(why)]
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns))+$")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(text: str) -> float:
+    """Go/protobuf duration text (``1.5s``, ``100ms``, ``1h30m``) → seconds."""
+    if not isinstance(text, str) or not _DURATION.match(text):
+        raise ValueError(f"{text!r} is not a duration like '5s', '100ms' or '1h'")
+    total = 0.0
+    for num, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)", text):
+        total += float(num) * _UNIT[unit]
+    return total
+
+
+def _duration(value: Any, handler: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("a duration must be a string with a unit, such as '5s'")
+    return parse_duration(value)
+
+
+Duration = Annotated[float, WrapValidator(_duration)]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class Metadata(Strict):
+    name: NonEmptyStr
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # read-only bookkeeping from `kubectl get -o yaml`; accepted, without effect
+    # except creationTimestamp, which orders Gateways and VirtualServices as Istio does
+    creation_timestamp: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int | None = None
+    managed_fields: list[Any] | None = None
+    owner_references: list[Any] | None = None
+    finalizers: list[str] | None = None

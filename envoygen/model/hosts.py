@@ -1,0 +1,115 @@
+"""Istio's host, gateway-reference and naming rules, as pure functions.
+
+One writer of each rule: the analyzer and the translator both call these.
+Sources: istio/istio pilot/pkg/model/config.go (ResolveShortnameToFQDN),
+pkg/config/host/name.go (Matches, SubsetOf), pkg/config/host/names.go
+(Intersection), pilot/pkg/model/virtualservice.go (resolveGatewayName),
+pilot/pkg/model/gateway.go (sanitizeServerHostNamespace).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+DOMAIN_SUFFIX = "cluster.local"
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """ResolveShortnameToFQDN: ``webapp`` in ``ns`` → ``webapp.ns.svc.cluster.local``."""
+    host = host.lower()
+    if host == "*" or is_ip(host) or "." in host:
+        return host
+    return f"{host}.{namespace}.svc.{DOMAIN_SUFFIX}"
+
+
+def gateway_ref(ref: str, namespace: str) -> str:
+    """resolveGatewayName: the ``namespace/name`` a VirtualService gateway entry means."""
+    if ref == "mesh":
+        return "mesh"
+    if "/" in ref:
+        ns, _, name = ref.partition("/")
+        return f"{namespace if ns == '.' else ns}/{name}"
+    parts = ref.split(".")
+    if len(parts) >= 2 and "." in ref:
+        # legacy form gw.ns.svc.cluster.local (or gw.ns)
+        return f"{parts[1]}/{parts[0]}"
+    return f"{namespace}/{ref}"
+
+
+def split_server_host(host: str, gateway_namespace: str) -> tuple[str, str]:
+    """sanitizeServerHostNamespace: ``(namespace or '*', hostname)``."""
+    if "/" not in host:
+        return "*", host.lower()
+    ns, _, name = host.partition("/")
+    if ns == ".":
+        ns = gateway_namespace
+    return ns, name.lower()
+
+
+def is_wildcard(host: str) -> bool:
+    return host.startswith("*")
+
+
+def matches(a: str, b: str) -> bool:
+    """host.Name.Matches: wildcard-aware in both directions."""
+    if a == b or a == "*" or b == "*":
+        return True
+    aw, bw = is_wildcard(a), is_wildcard(b)
+    if aw and bw:
+        return a[1:].endswith(b[1:]) or b[1:].endswith(a[1:])
+    if aw:
+        return b.endswith(a[1:])
+    if bw:
+        return a.endswith(b[1:])
+    return False
+
+
+def subset_of(a: str, b: str) -> bool:
+    """host.Name.SubsetOf: every name matched by ``a`` is matched by ``b``."""
+    if a == b or b == "*":
+        return True
+    if a == "*":
+        return False
+    if is_wildcard(b):
+        return a.endswith(b[1:]) if not is_wildcard(a) else a[1:].endswith(b[1:])
+    return False
+
+
+def intersection(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
+    """host.Names.Intersection: the more specific name of each matching pair, in order."""
+    out: list[str] = []
+    for h in server_hosts:
+        for o in vs_hosts:
+            pick = h if subset_of(h, o) else o if subset_of(o, h) else None
+            if pick is not None and pick not in out:
+                out.append(pick)
+    return out
+
+
+def visible_to(export_to: list[str], resource_ns: str, viewer_ns: str) -> bool:
+    """exportTo: default public; '.' = own namespace; '*' = all; names = those."""
+    if not export_to:
+        return True
+    for e in export_to:
+        if e == "*" or (e == "." and viewer_ns == resource_ns) or e == viewer_ns:
+            return True
+    return False
+
+
+def cluster_name(port: int, subset: str, host: str, direction: str = "outbound") -> str:
+    """model.BuildSubsetKey: ``outbound|80||webapp.ns.svc.cluster.local``."""
+    return f"{direction}|{port}|{subset}|{host}"
+
+
+def sds_name(credential: str) -> str:
+    if credential.startswith("kubernetes://"):
+        return credential
+    return f"kubernetes://{credential}"

@@ -1,0 +1,465 @@
+"""networking.istio.io Gateway, VirtualService, DestinationRule, ServiceEntry.
+
+v1alpha3, v1beta1 and v1 share one schema.  Every field of the Istio API is
+declared: supported ones with their types, the rest with :func:`unsupported`
+and the reason, so a typo is "unknown field" (EG0101) and a real Istio field
+envoygen does not implement is "not supported" (EG0104).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import Duration, Metadata, NonEmptyStr, Port, Strict, unsupported
+
+API_GROUP = "networking.istio.io"
+API_VERSIONS = ("v1alpha3", "v1beta1", "v1")
+
+
+# ---------------------------------------------------------------- Gateway
+class GatewayPort(Strict):
+    number: Port
+    protocol: NonEmptyStr
+    name: NonEmptyStr
+    target_port: unsupported("Istio rejects targetPort on a Gateway port: it has no impact") = None
+
+
+class ServerTLS(Strict):
+    https_redirect: bool = False
+    mode: Literal["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"] = "PASSTHROUGH"
+    server_certificate: str | None = None
+    private_key: str | None = None
+    ca_certificates: str | None = None
+    ca_crl: str | None = None
+    credential_name: str | None = None
+    credential_names: list[str] | None = Field(default=None, max_length=2)
+    ca_cert_credential_name: str | None = None
+    tls_certificates: unsupported("use credentialName/credentialNames") = None
+    subject_alt_names: list[str] = Field(default_factory=list)
+    verify_certificate_spki: list[str] = Field(default_factory=list)
+    verify_certificate_hash: list[str] = Field(default_factory=list)
+    min_protocol_version: Literal["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"] = "TLS_AUTO"
+    max_protocol_version: Literal["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"] = "TLS_AUTO"
+    cipher_suites: list[str] = Field(default_factory=list)
+    ecdh_curves: list[str] = Field(default_factory=list)
+
+
+class Server(Strict):
+    port: GatewayPort
+    bind: str | None = None
+    hosts: list[NonEmptyStr] = Field(min_length=1)
+    tls: ServerTLS | None = None
+    name: str | None = None
+    default_endpoint: unsupported("defaultEndpoint applies to sidecars only") = None
+
+
+class GatewaySpec(Strict):
+    servers: list[Server] = Field(min_length=1)
+    selector: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- VirtualService
+class StringMatch(Strict):
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "StringMatch":
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) > 1:
+            raise ValueError("set only one of exact, prefix, regex")
+        return self
+
+
+class PortSelector(Strict):
+    number: Port
+
+
+class Destination(Strict):
+    host: NonEmptyStr
+    subset: str | None = None
+    port: PortSelector | None = None
+
+
+class HeaderOperations(Strict):
+    set: dict[str, str] = Field(default_factory=dict)
+    add: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class Headers(Strict):
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
+class HTTPRouteDestination(Strict):
+    destination: Destination
+    weight: int = Field(default=0, ge=0)
+    headers: Headers | None = None
+
+
+class RouteDestination(Strict):
+    destination: Destination
+    weight: int = Field(default=0, ge=0)
+
+
+class HTTPMatchRequest(Strict):
+    name: str | None = None
+    uri: StringMatch | None = None
+    scheme: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    port: Port | None = None
+    source_labels: unsupported("sourceLabels compare against sidecar workloads; not meaningful for a static gateway") = None
+    gateways: list[str] = Field(default_factory=list)
+    query_params: dict[str, StringMatch] = Field(default_factory=dict)
+    ignore_uri_case: bool = False
+    without_headers: dict[str, StringMatch] = Field(default_factory=dict)
+    source_namespace: unsupported("sourceNamespace applies to sidecars only") = None
+    stat_prefix: unsupported("statPrefix is not implemented") = None
+
+
+class HTTPRedirect(Strict):
+    uri: str | None = None
+    authority: str | None = None
+    port: Port | None = None
+    derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
+    scheme: str | None = None
+    redirect_code: int = 0
+
+    @model_validator(mode="after")
+    def _code(self) -> "HTTPRedirect":
+        if self.redirect_code not in (0, 301, 302, 303, 307, 308):
+            raise ValueError("redirectCode must be one of 301, 302, 303, 307, 308")
+        if self.port is not None and self.derive_port is not None:
+            raise ValueError("set only one of port and derivePort")
+        return self
+
+
+class HTTPBody(Strict):
+    string: str | None = None
+    bytes: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "HTTPBody":
+        if (self.string is None) == (self.bytes is None):
+            raise ValueError("set exactly one of string and bytes")
+        return self
+
+
+class HTTPDirectResponse(Strict):
+    status: int = Field(ge=200, le=599)
+    body: HTTPBody | None = None
+
+
+class RegexRewrite(Strict):
+    match: NonEmptyStr
+    rewrite: str
+
+
+class HTTPRewrite(Strict):
+    uri: str | None = None
+    authority: str | None = None
+    uri_regex_rewrite: RegexRewrite | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "HTTPRewrite":
+        if self.uri is not None and self.uri_regex_rewrite is not None:
+            raise ValueError("set only one of uri and uriRegexRewrite")
+        return self
+
+
+class HTTPRetry(Strict):
+    attempts: int = Field(ge=0)
+    per_try_timeout: Duration | None = None
+    retry_on: str | None = None
+    retry_remote_localities: bool | None = None
+    retry_ignore_previous_hosts: bool | None = None
+    backoff: unsupported("retry backoff is not implemented") = None
+
+
+class Percent(Strict):
+    value: float = Field(ge=0, le=100)
+
+
+class FaultDelay(Strict):
+    fixed_delay: Duration | None = None
+    exponential_delay: unsupported("Istio ignores exponentialDelay") = None
+    percentage: Percent | None = None
+    percent: int | None = Field(default=None, ge=0, le=100)
+
+
+class FaultAbort(Strict):
+    http_status: int | None = Field(default=None, ge=200, le=599)
+    grpc_status: str | None = None
+    http2_error: unsupported("http2Error aborts are not implemented") = None
+    percentage: Percent | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "FaultAbort":
+        if (self.http_status is None) == (self.grpc_status is None):
+            raise ValueError("set exactly one of httpStatus and grpcStatus")
+        return self
+
+
+class HTTPFaultInjection(Strict):
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+class CorsPolicy(Strict):
+    allow_origin: list[str] | None = None  # deprecated exact origins
+    allow_origins: list[StringMatch] = Field(default_factory=list)
+    allow_methods: list[str] = Field(default_factory=list)
+    allow_headers: list[str] = Field(default_factory=list)
+    expose_headers: list[str] = Field(default_factory=list)
+    max_age: Duration | None = None
+    allow_credentials: bool | None = None
+    unmatched_preflights: Literal["UNSPECIFIED", "FORWARD", "IGNORE"] = "UNSPECIFIED"
+
+
+class HTTPMirrorPolicy(Strict):
+    destination: Destination
+    percentage: Percent | None = None
+
+
+class HTTPRoute(Strict):
+    name: str | None = None
+    match: list[HTTPMatchRequest] = Field(default_factory=list)
+    route: list[HTTPRouteDestination] = Field(default_factory=list)
+    redirect: HTTPRedirect | None = None
+    direct_response: HTTPDirectResponse | None = None
+    delegate: unsupported("delegate VirtualServices are not implemented") = None
+    rewrite: HTTPRewrite | None = None
+    timeout: Duration | None = None
+    retries: HTTPRetry | None = None
+    fault: HTTPFaultInjection | None = None
+    mirror: Destination | None = None
+    mirrors: list[HTTPMirrorPolicy] = Field(default_factory=list)
+    mirror_percentage: Percent | None = None
+    mirror_percent: unsupported("mirrorPercent is deprecated; use mirrorPercentage") = None
+    cors_policy: CorsPolicy | None = None
+    headers: Headers | None = None
+
+
+class L4Match(Strict):
+    destination_subnets: list[str] = Field(default_factory=list)
+    port: Port | None = None
+    source_subnet: unsupported("sourceSubnet is not implemented") = None
+    source_labels: unsupported("sourceLabels apply to sidecars only") = None
+    gateways: list[str] = Field(default_factory=list)
+    source_namespace: unsupported("sourceNamespace applies to sidecars only") = None
+
+
+class TLSMatch(L4Match):
+    sni_hosts: list[NonEmptyStr] = Field(min_length=1)
+
+
+class TCPRoute(Strict):
+    match: list[L4Match] = Field(default_factory=list)
+    route: list[RouteDestination] = Field(default_factory=list)
+
+
+class TLSRoute(Strict):
+    match: list[TLSMatch] = Field(min_length=1)
+    route: list[RouteDestination] = Field(default_factory=list)
+
+
+class VirtualServiceSpec(Strict):
+    hosts: list[NonEmptyStr] = Field(default_factory=list)
+    gateways: list[str] = Field(default_factory=list)
+    http: list[HTTPRoute] = Field(default_factory=list)
+    tls: list[TLSRoute] = Field(default_factory=list)
+    tcp: list[TCPRoute] = Field(default_factory=list)
+    export_to: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- DestinationRule
+class HTTPCookie(Strict):
+    name: NonEmptyStr
+    path: str | None = None
+    ttl: Duration | None = None
+    attributes: unsupported("cookie attributes are not implemented") = None
+
+
+class RingHash(Strict):
+    minimum_ring_size: int | None = Field(default=None, ge=1)
+
+
+class Maglev(Strict):
+    table_size: int | None = Field(default=None, ge=1)
+
+
+class ConsistentHash(Strict):
+    http_header_name: str | None = None
+    http_cookie: HTTPCookie | None = None
+    use_source_ip: bool | None = None
+    http_query_parameter_name: str | None = None
+    ring_hash: RingHash | None = None
+    maglev: Maglev | None = None
+    minimum_ring_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> "ConsistentHash":
+        keys = [self.http_header_name, self.http_cookie, self.use_source_ip or None, self.http_query_parameter_name]
+        if sum(k is not None for k in keys) != 1:
+            raise ValueError("set exactly one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName")
+        return self
+
+
+class LoadBalancer(Strict):
+    simple: Literal["UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"] | None = None
+    consistent_hash: ConsistentHash | None = None
+    locality_lb_setting: unsupported("locality load balancing needs locality-labelled endpoints; not implemented") = None
+    warmup_duration_secs: unsupported("warmup is not implemented") = None
+    warmup: unsupported("warmup is not implemented") = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "LoadBalancer":
+        if self.simple is not None and self.consistent_hash is not None:
+            raise ValueError("set only one of simple and consistentHash")
+        return self
+
+
+class TcpKeepalive(Strict):
+    probes: int | None = None
+    time: Duration | None = None
+    interval: Duration | None = None
+
+
+class TCPSettings(Strict):
+    max_connections: int | None = Field(default=None, ge=0)
+    connect_timeout: Duration | None = None
+    tcp_keepalive: TcpKeepalive | None = None
+    max_connection_duration: Duration | None = None
+    idle_timeout: Duration | None = None
+
+
+class HTTPSettings(Strict):
+    http1_max_pending_requests: int | None = Field(default=None, ge=0)
+    http2_max_requests: int | None = Field(default=None, ge=0)
+    max_requests_per_connection: int | None = Field(default=None, ge=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    idle_timeout: Duration | None = None
+    h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
+    use_client_protocol: bool | None = None
+    max_concurrent_streams: int | None = Field(default=None, ge=0)
+
+
+class ConnectionPool(Strict):
+    tcp: TCPSettings | None = None
+    http: HTTPSettings | None = None
+
+
+class OutlierDetection(Strict):
+    split_external_local_origin_errors: bool | None = None
+    consecutive_local_origin_failures: int | None = None
+    consecutive_gateway_errors: int | None = None
+    consecutive5xx_errors: int | None = Field(default=None, alias="consecutive5xxErrors")
+    consecutive_errors: unsupported("consecutiveErrors is deprecated; use consecutive5xxErrors") = None
+    interval: Duration | None = None
+    base_ejection_time: Duration | None = None
+    max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
+    min_health_percent: int | None = Field(default=None, ge=0, le=100)
+
+
+class ClientTLS(Strict):
+    mode: Literal["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"] = "DISABLE"
+    client_certificate: str | None = None
+    private_key: str | None = None
+    ca_certificates: str | None = None
+    credential_name: str | None = None
+    subject_alt_names: list[str] = Field(default_factory=list)
+    sni: str | None = None
+    insecure_skip_verify: bool | None = None
+    ca_crl: str | None = None
+
+
+class PortTrafficPolicy(Strict):
+    port: PortSelector
+    load_balancer: LoadBalancer | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLS | None = None
+
+
+class TrafficPolicy(Strict):
+    load_balancer: LoadBalancer | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLS | None = None
+    port_level_settings: list[PortTrafficPolicy] = Field(default_factory=list)
+    tunnel: unsupported("tunnel settings are not implemented") = None
+    proxy_protocol: unsupported("upstream proxyProtocol is not implemented") = None
+    retry_budget: unsupported("retryBudget is not implemented") = None
+
+
+class Subset(Strict):
+    name: NonEmptyStr
+    labels: dict[str, str] = Field(default_factory=dict)
+    traffic_policy: TrafficPolicy | None = None
+
+
+class DestinationRuleSpec(Strict):
+    host: NonEmptyStr
+    traffic_policy: TrafficPolicy | None = None
+    subsets: list[Subset] = Field(default_factory=list)
+    export_to: list[str] = Field(default_factory=list)
+    workload_selector: unsupported("workloadSelector on DestinationRules applies to sidecars") = None
+
+
+# ---------------------------------------------------------------- ServiceEntry
+class ServicePort(Strict):
+    number: Port
+    protocol: str = "TCP"
+    name: NonEmptyStr
+    target_port: Port | None = None
+
+
+class WorkloadEntry(Strict):
+    address: str | None = None
+    ports: dict[str, Port] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    network: str | None = None
+    locality: str | None = None
+    weight: int | None = Field(default=None, ge=0)
+    service_account: str | None = None
+
+
+class ServiceEntrySpec(Strict):
+    hosts: list[NonEmptyStr] = Field(min_length=1)
+    addresses: list[str] = Field(default_factory=list)
+    ports: list[ServicePort] = Field(default_factory=list)
+    location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
+    resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"] = "NONE"
+    endpoints: list[WorkloadEntry] = Field(default_factory=list)
+    workload_selector: unsupported("workloadSelector needs WorkloadEntries/pods; not implemented") = None
+    export_to: list[str] = Field(default_factory=list)
+    subject_alt_names: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- top-level kinds
+class _Resource(Strict):
+    api_version: str
+    kind: str
+    metadata: Metadata
+    status: Any = None  # output-only; ignored, as kubectl apply ignores it
+
+
+class Gateway(_Resource):
+    spec: GatewaySpec
+
+
+class VirtualService(_Resource):
+    spec: VirtualServiceSpec
+
+
+class DestinationRule(_Resource):
+    spec: DestinationRuleSpec
+
+
+class ServiceEntry(_Resource):
+    spec: ServiceEntrySpec

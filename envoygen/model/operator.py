@@ -1,0 +1,109 @@
+"""install.istio.io/v1alpha1 IstioOperator: the parts that shape ingress gateways.
+
+Read: ``components.ingressGateways[]`` (name, enabled, namespace, label,
+``k8s.service.ports``) and the ``meshConfig`` fields a gateway's Envoy config
+depends on.  Parts that configure other components (pilot, CNI, egress
+gateways, Helm ``values``) are reported as skipped by the model layer, because
+they do not change the ingress gateway.  Gateway-affecting meshConfig fields
+envoygen does not implement are refused (EG0104).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import Duration, Loose, Metadata, Port, Strict, unsupported
+
+
+class OperatorServicePort(Strict):
+    name: str | None = None
+    port: Port
+    target_port: Port | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    node_port: int | None = None
+
+
+class OperatorService(Loose):
+    ports: list[OperatorServicePort] = Field(default_factory=list)
+
+
+class GatewayK8s(Loose):
+    service: OperatorService | None = None
+
+
+class GatewayComponent(Strict):
+    name: str
+    enabled: bool = False
+    namespace: str = "istio-system"
+    label: dict[str, str] = Field(default_factory=dict)
+    k8s: GatewayK8s | None = None
+    hub: str | None = None
+    tag: Any = None
+
+
+class Components(Loose):
+    ingress_gateways: list[GatewayComponent] = Field(default_factory=list)
+
+
+class RetryPolicy(Strict):
+    attempts: int = Field(ge=0)
+    per_try_timeout: Duration | None = None
+    retry_on: str | None = None
+    retry_remote_localities: bool | None = None
+    retry_ignore_previous_hosts: bool | None = None
+
+
+class GatewayTopology(Strict):
+    num_trusted_proxies: int | None = Field(default=None, ge=0)
+    forward_client_cert_details: unsupported("forwardClientCertDetails other than the default is not implemented") = None
+    proxy_protocol: unsupported("proxy protocol on gateway listeners is not implemented") = None
+
+
+class ProxyConfig(Strict):
+    gateway_topology: GatewayTopology | None = None
+    # fields about the istio-proxy sidecar/agent that do not shape this config
+    discovery_address: str | None = None
+    tracing: unsupported("tracing is not emitted by envoygen") = None
+    hold_application_until_proxy_starts: bool | None = None
+    termination_drain_duration: Duration | None = None
+    proxy_metadata: dict[str, str] | None = None
+
+
+class MeshConfig(Strict):
+    access_log_file: str = ""
+    access_log_encoding: Literal["TEXT", "JSON"] = "TEXT"
+    access_log_format: str = ""
+    connect_timeout: Duration | None = None
+    dns_refresh_rate: Duration | None = None
+    default_http_retry_policy: RetryPolicy | None = None
+    enable_tracing: bool | None = None
+    default_config: ProxyConfig | None = None
+    h2_upgrade_policy: Literal["DO_NOT_UPGRADE", "UPGRADE"] | None = None
+    path_normalization: unsupported("pathNormalization other than DEFAULT is not implemented") = None
+    outbound_traffic_policy: Any = None  # sidecar egress; no effect on an ingress gateway
+    enable_auto_mtls: bool | None = None  # mesh mTLS; no effect without mesh endpoints
+    trust_domain: str | None = None
+    root_namespace: str | None = None
+    extension_providers: unsupported("extension providers (tracing, ext_authz, ...) are not implemented") = None
+    default_providers: unsupported("default providers are not implemented") = None
+    tls_defaults: unsupported("meshConfig.tlsDefaults is not implemented") = None
+
+
+class OperatorSpec(Loose):
+    profile: str | None = None
+    namespace: str | None = None
+    revision: str | None = None
+    hub: str | None = None
+    tag: Any = None
+    mesh_config: MeshConfig | None = None
+    components: Components | None = None
+
+
+class IstioOperator(Strict):
+    api_version: Literal["install.istio.io/v1alpha1"]
+    kind: Literal["IstioOperator"]
+    metadata: Metadata
+    spec: OperatorSpec = Field(default_factory=OperatorSpec)
+    status: Any = None

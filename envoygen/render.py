@@ -1,0 +1,111 @@
+"""IR → text through the Jinja templates in ``templates/``.
+
+One environment: StrictUndefined, every filter registered here, a user's
+``--templates DIR`` searched before the packaged templates.  Every rendered
+YAML file is parsed back before it is returned, so a template can never
+produce a file Envoy cannot read as YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from importlib import resources as ilr
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from . import __version__, ir
+from .errors import InputError
+
+ENVOY_VERSION = "1.40.0"
+
+
+def packaged_templates() -> Path:
+    """The repository's top-level templates/ (editable install) or the wheel's copy."""
+    here = Path(__file__).resolve().parent.parent / "templates"
+    if (here / "envoy.yaml.j2").is_file():
+        return here
+    return Path(str(ilr.files("envoygen.templates")))
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _duration(seconds: float) -> str:
+    text = f"{float(seconds):.9f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+class Renderer:
+    def __init__(self, install_dir: str, user_templates: Path | None = None) -> None:
+        paths = [str(packaged_templates())]
+        if user_templates is not None:
+            if not user_templates.is_dir():
+                raise InputError(f"--templates {user_templates}: not a directory")
+            paths.insert(0, str(user_templates))
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(paths),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        self.install_dir = install_dir
+        self.env.filters["j"] = _json
+        self.env.filters["dur"] = _duration
+        self.env.filters["installed"] = lambda rel: posixpath.join(install_dir, rel)
+
+    def _render(self, name: str, parse: bool = True, **ctx: Any) -> str:
+        try:
+            text = self.env.get_template(name).render(version=__version__, **ctx)
+        except jinja2.TemplateSyntaxError as exc:
+            raise InputError(f"EG0402 template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise InputError(f"EG0402 template {name}: {exc}") from None
+        if parse:
+            # Macros leave blank lines behind; no rendered YAML has block scalars
+            # (every string is JSON-quoted), so dropping them changes nothing.
+            text = "\n".join(line for line in text.split("\n") if line.strip()) + "\n"
+            try:
+                yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except yaml.YAMLError as exc:
+                raise InputError(f"EG0402 template {name} rendered invalid YAML: {exc}") from None
+        return text
+
+    def bootstrap(self, b: ir.Bootstrap) -> str:
+        return self._render("envoy.yaml.j2", b=b)
+
+    def sds(self, s: ir.Secret) -> str:
+        return self._render("sds.yaml.j2", s=s)
+
+    def dockerfile(self, b: ir.Bootstrap, bootstrap_file: str) -> str:
+        ports = sorted(set(b.bound_ports))
+        return self._render(
+            "Dockerfile.j2", parse=False, install_dir=b.install_dir, bootstrap_file=bootstrap_file, ports=ports,
+            readiness_port=b.readiness_port, admin_port=b.admin_port, envoy_version=ENVOY_VERSION,
+        )
+
+
+def bundle_files(renderer: Renderer, b: ir.Bootstrap, bootstrap_format: str = "yaml") -> dict[str, tuple[bytes, int]]:
+    """Relative path → (content, mode) of one workload's bundle, manifest excluded."""
+    files: dict[str, tuple[bytes, int]] = {}
+    text = renderer.bootstrap(b)
+    name = "envoy.yaml"
+    if bootstrap_format == "json":
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        name = "envoy.json"
+    files[name] = (text.encode(), 0o644)
+    for s in b.secrets:
+        files[s.sds_file] = (renderer.sds(s).encode(), 0o644)
+        for fname, content in s.files:
+            files[f"{s.directory}/{fname}"] = (content, 0o600 if fname.endswith(".key") else 0o644)
+    files["Dockerfile"] = (renderer.dockerfile(b, name).encode(), 0o644)
+    return files

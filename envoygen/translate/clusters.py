@@ -1,0 +1,163 @@
+"""Services and DestinationRules → Envoy clusters (cluster*.go in Istio).
+
+Every port of every service in the registry gets a cluster
+``outbound|<port>||<host>``, and every DestinationRule subset one more per
+port, as istiod sends them to a gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import ir
+from ..model.hosts import cluster_name
+from ..model.networking import ConnectionPool, LoadBalancer, OutlierDetection, Subset, TrafficPolicy
+from .context import Context
+from .registry import MergedRule, ServiceInfo, SvcPort
+
+MAX = 4294967295
+
+
+@dataclass(frozen=True)
+class Policy:
+    load_balancer: LoadBalancer | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: object | None = None
+
+
+def _port_level(tp: TrafficPolicy | None, port: int) -> Policy | None:
+    if tp is None:
+        return None
+    for pls in tp.port_level_settings:
+        if pls.port.number == port:
+            return Policy(pls.load_balancer, pls.connection_pool, pls.outlier_detection, pls.tls)
+    return None
+
+
+def effective_policy(rule: MergedRule | None, port: int, subset: str) -> Policy:
+    """GetPortLevelTrafficPolicy + MergeSubsetTrafficPolicy."""
+    if rule is None:
+        return Policy()
+    tp = rule.traffic_policy
+    base = _port_level(tp, port) or (Policy(tp.load_balancer, tp.connection_pool, tp.outlier_detection, tp.tls) if tp else Policy())
+    if not subset:
+        return base
+    sub: Subset | None = rule.subset(subset)
+    if sub is None or sub.traffic_policy is None:
+        return base
+    stp = sub.traffic_policy
+    pl = _port_level(stp, port)
+    if pl is not None:
+        return pl
+    return Policy(
+        stp.load_balancer or base.load_balancer,
+        stp.connection_pool or base.connection_pool,
+        stp.outlier_detection or base.outlier_detection,
+        stp.tls or base.tls,
+    )
+
+
+def hash_policies(policy: Policy) -> tuple[ir.HashPolicy, ...]:
+    ch = policy.load_balancer.consistent_hash if policy.load_balancer else None
+    if ch is None:
+        return ()
+    if ch.http_header_name:
+        return (ir.HashPolicy("header", ch.http_header_name),)
+    if ch.http_cookie:
+        return (ir.HashPolicy("cookie", ch.http_cookie.name, ch.http_cookie.ttl, ch.http_cookie.path),)
+    if ch.use_source_ip:
+        return (ir.HashPolicy("connection"),)
+    return (ir.HashPolicy("query_parameter", ch.http_query_parameter_name or ""),)
+
+
+def _endpoints(svc: ServiceInfo, port: SvcPort, labels: dict[str, str]) -> tuple[ir.Endpoint, ...]:
+    out = []
+    for ep in svc.endpoints:
+        if any(ep.labels.get(k) != v for k, v in labels.items()):
+            continue
+        out.append(ir.Endpoint(ep.address, ep.ports.get(port.name, port.target), ep.weight))
+    if not out and svc.resolution == "DNS" and not svc.endpoints and not svc.host.startswith("*"):
+        out.append(ir.Endpoint(svc.host, port.target))
+    return tuple(out)
+
+
+def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, rule: MergedRule | None) -> ir.Cluster:
+    mesh = ctx.workload.mesh
+    policy = effective_policy(rule, port.number, subset)
+    labels = dict(rule.subset(subset).labels) if (rule and subset and rule.subset(subset)) else {}
+    discovery = {"STATIC": "STATIC", "DNS": "STRICT_DNS", "DNS_ROUND_ROBIN": "LOGICAL_DNS"}.get(svc.resolution, "STATIC")
+    kw: dict = {}
+    lb = policy.load_balancer
+    if lb is not None:
+        if lb.consistent_hash is not None:
+            ch = lb.consistent_hash
+            if ch.maglev is not None:
+                kw["lb_policy"] = "MAGLEV"
+                kw["maglev_table_size"] = ch.maglev.table_size
+            else:
+                kw["lb_policy"] = "RING_HASH"
+                kw["ring_size"] = (ch.ring_hash.minimum_ring_size if ch.ring_hash else None) or ch.minimum_ring_size or 1024
+        elif lb.simple in ("ROUND_ROBIN", "RANDOM"):
+            kw["lb_policy"] = lb.simple
+    connect_timeout = mesh.connect_timeout if mesh.connect_timeout is not None else 10.0
+    http2 = port.protocol in ("HTTP2", "GRPC", "GRPC-WEB") or mesh.h2_upgrade_policy == "UPGRADE" and port.protocol == "HTTP"
+    pool = policy.connection_pool
+    if pool is not None:
+        if pool.tcp is not None:
+            t = pool.tcp
+            if t.max_connections:
+                kw["max_connections"] = t.max_connections
+            if t.connect_timeout:
+                connect_timeout = t.connect_timeout
+            if t.max_connection_duration:
+                kw["max_connection_duration"] = t.max_connection_duration
+            if t.idle_timeout:
+                kw["idle_timeout"] = t.idle_timeout
+            if t.tcp_keepalive is not None:
+                k = t.tcp_keepalive
+                kw["tcp_keepalive"] = (k.probes, int(k.time) if k.time else None, int(k.interval) if k.interval else None)
+        if pool.http is not None:
+            h = pool.http
+            if h.http1_max_pending_requests:
+                kw["max_pending_requests"] = h.http1_max_pending_requests
+            if h.http2_max_requests:
+                kw["max_requests"] = h.http2_max_requests
+            if h.max_retries:
+                kw["max_retries"] = h.max_retries
+            if h.max_requests_per_connection:
+                kw["max_requests_per_connection"] = h.max_requests_per_connection
+            if h.idle_timeout:
+                kw["idle_timeout"] = h.idle_timeout
+            if h.use_client_protocol:
+                kw["use_downstream_protocol"] = True
+            if h.h2_upgrade_policy == "UPGRADE" and port.protocol == "HTTP":
+                http2 = True
+            elif h.h2_upgrade_policy == "DO_NOT_UPGRADE" and port.protocol == "HTTP":
+                http2 = False
+            if h.max_concurrent_streams and http2:
+                kw["max_concurrent_streams"] = h.max_concurrent_streams
+    od = policy.outlier_detection
+    if od is not None:
+        kw["outlier"] = ir.OutlierDetection(
+            consecutive_5xx=od.consecutive5xx_errors,
+            consecutive_gateway_failure=od.consecutive_gateway_errors,
+            interval=od.interval,
+            base_ejection_time=od.base_ejection_time,
+            max_ejection_percent=od.max_ejection_percent or None,
+            split_external_local_origin_errors=od.split_external_local_origin_errors,
+            consecutive_local_origin_failure=od.consecutive_local_origin_failures,
+        )
+        kw["healthy_panic_threshold"] = od.min_health_percent or 0
+    return ir.Cluster(
+        name=cluster_name(port.number, subset, svc.host),
+        discovery=discovery,  # type: ignore[arg-type]
+        endpoints=_endpoints(svc, port, labels),
+        connect_timeout=connect_timeout,
+        http2=http2,
+        dns_refresh_rate=mesh.dns_refresh_rate or 60.0,
+        service=svc.host,
+        port=port.number,
+        subset=subset,
+        **kw,
+    )

@@ -1,0 +1,249 @@
+"""Gateway servers → listeners and filter chains (Istio's model/gateway.go and
+networking/core/gateway.go).
+
+Servers of all Gateways that select the workload are merged per (bind, bound
+port) in Gateway creation order; the first server's protocol decides what else
+may share the port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import ir
+from ..model import Res
+from ..model.hosts import fqdn, gateway_ref, intersection, matches, split_server_host, visible_to
+from ..model.networking import Gateway, Server, VirtualService
+from .context import Context
+from .http import ServerScope, routes_for_vs, sort_vhost_routes
+from .registry import MergedRule, ServiceInfo
+from .tcp import tcp_proxy_for_server, passthrough_chains
+from .tls import downstream_tls
+
+HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
+TCP_PROTOCOLS = {"TCP", "MONGO", "MYSQL", "REDIS"}
+
+
+def server_kind(server: Server) -> str | None:
+    """http | https | tls | passthrough | tcp, or None for protocols we do not know."""
+    proto = server.port.protocol.upper()
+    mode = server.tls.mode if server.tls else None
+    if proto in HTTP_PROTOCOLS:
+        return "http"
+    if proto == "HTTPS":
+        return "passthrough" if mode == "PASSTHROUGH" else "https"
+    if proto == "TLS":
+        return "passthrough" if mode in (None, "PASSTHROUGH") else "tls"
+    if proto in TCP_PROTOCOLS:
+        return "tcp"
+    return None
+
+
+@dataclass
+class BoundServer:
+    gateway: Res[Gateway]
+    index: int
+    server: Server
+    kind: str
+    hosts: list[tuple[str, str]]  # (namespace filter, hostname)
+
+    @property
+    def gw_key(self) -> str:
+        return self.gateway.key
+
+    def path(self, *rest: object) -> str:
+        p = f"spec.servers[{self.index}]"
+        for r in rest:
+            p += f"[{r}]" if isinstance(r, int) else f".{r}"
+        return p
+
+    def line(self, *rest: object) -> int:
+        return self.gateway.line("spec", "servers", self.index, *rest)
+
+
+@dataclass
+class PortGroup:
+    bind: str
+    port: int
+    kind: str  # kind of the first server
+    servers: list[BoundServer] = field(default_factory=list)
+
+
+def gateways_for(ctx: Context) -> list[Res[Gateway]]:
+    return sorted((g for g in ctx.resources.gateways if ctx.workload.selects(g.obj.spec.selector)),
+                  key=lambda g: g.sort_key())
+
+
+def merge_servers(ctx: Context) -> list[PortGroup]:
+    """mergeGateways, with conflicts reported instead of dropped silently."""
+    groups: dict[tuple[str, int], PortGroup] = {}
+    for gw in gateways_for(ctx):
+        for i, s in enumerate(gw.obj.spec.servers):
+            kind = server_kind(s)
+            if kind is None:
+                continue  # the analyzer reports unknown protocols
+            bind_port = ctx.workload.bind_port(s.port.number, ctx.options.port_map)
+            bind = s.bind or "0.0.0.0"
+            bs = BoundServer(gw, i, s, kind, [split_server_host(h, gw.namespace) for h in s.hosts])
+            key = (bind, bind_port)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = PortGroup(bind, bind_port, kind, [bs])
+                continue
+            first = group.servers[0]
+            ok = (group.kind == "http" and kind == "http") or (
+                group.kind in ("https", "tls", "passthrough") and kind in ("https", "tls", "passthrough"))
+            if not ok:
+                ctx.findings.error(
+                    gw.file, bs.line("port"), "EG0206",
+                    f"Gateway {gw.key} server {s.port.name} ({s.port.protocol}) cannot share {bind}:{bind_port} with "
+                    f"{first.server.port.protocol} server {first.server.port.name} of Gateway {first.gw_key}; Istio drops it",
+                    bs.path("port"), "use another port number")
+                continue
+            group.servers.append(bs)
+    return list(groups.values())
+
+
+def virtual_services_for(ctx: Context, gateway_key: str) -> list[Res[VirtualService]]:
+    """VirtualServicesForGateway: private to the proxy namespace, exported to it, public; each by creation."""
+    ns = ctx.workload.namespace
+    bound = [vs for vs in ctx.resources.virtual_services
+             if gateway_key in {gateway_ref(g, vs.namespace) for g in vs.obj.spec.gateways}]
+    bound.sort(key=lambda v: v.sort_key())
+    private = [v for v in bound if v.obj.spec.export_to == ["."] and v.namespace == ns]
+    exported = [v for v in bound if v.obj.spec.export_to and "*" not in v.obj.spec.export_to
+                and v not in private and ns in v.obj.spec.export_to]
+    public = [v for v in bound if (not v.obj.spec.export_to or "*" in v.obj.spec.export_to)]
+    return private + exported + [v for v in public if v not in private and v not in exported]
+
+
+def server_vs_hosts(bs: BoundServer, vs: Res[VirtualService]) -> list[str]:
+    """The VS hosts this server admits (namespace filter), resolved to FQDN."""
+    vs_hosts = [fqdn(h, vs.namespace) for h in vs.obj.spec.hosts]
+    server_hosts = [h for ns, h in bs.hosts if ns in ("*", vs.namespace)]
+    return intersection(server_hosts, vs_hosts)
+
+
+def _stat_prefix(listener: str) -> str:
+    return f"outbound_{listener}"
+
+
+def _hcm(ctx: Context, stat_prefix: str, rc: ir.RouteConfig, access_log: ir.AccessLog | None) -> ir.HttpConnectionManager:
+    topo = ctx.workload.mesh.default_config.gateway_topology if ctx.workload.mesh.default_config else None
+    hops = topo.num_trusted_proxies if topo and topo.num_trusted_proxies else 0
+    routes = [r for vh in rc.virtual_hosts for r in vh.routes]
+    return ir.HttpConnectionManager(stat_prefix, rc, hops, access_log,
+                                    uses_fault=any(r.fault for r in routes), uses_cors=any(r.cors for r in routes))
+
+
+def build_route_config(ctx: Context, name: str, servers: list[BoundServer], registry: dict[str, ServiceInfo],
+                       rules: dict[str, MergedRule]) -> ir.RouteConfig:
+    """buildGatewayHTTPRouteConfig for the servers that share one route name."""
+    vhosts: dict[str, dict] = {}
+    for bs in servers:
+        port = bs.server.port.number
+        scope = ServerScope(bs.gw_key, port, bs.kind == "https")
+        redirect = bool(bs.server.tls and bs.server.tls.https_redirect) and bs.kind == "http"
+        served: set[str] = set()
+        for vs in virtual_services_for(ctx, bs.gw_key):
+            hosts = server_vs_hosts(bs, vs)
+            if not hosts:
+                continue
+            routes = routes_for_vs(ctx, vs, scope, registry, rules)
+            for h in hosts:
+                served.add(h)
+                vh = vhosts.setdefault(h, {"port": port, "routes": [], "tls": False, "vs": []})
+                if vs.key in vh["vs"]:
+                    continue  # the same VirtualService through another server adds nothing
+                vh["vs"].append(vs.key)
+                vh["routes"].extend(routes)
+                vh["tls"] = vh["tls"] or redirect
+        if redirect:
+            for _, h in bs.hosts:
+                vh = vhosts.setdefault(h, {"port": port, "routes": [], "tls": True, "vs": []})
+                vh["tls"] = True
+    out = []
+    for host, vh in vhosts.items():
+        if not vh["routes"] and not vh["tls"]:
+            continue
+        out.append(ir.VirtualHost(
+            name=f"{host}:{vh['port']}",
+            domains=(host,),
+            routes=tuple(sort_vhost_routes(vh["routes"])),
+            require_tls=vh["tls"],
+        ))
+    out.sort(key=lambda v: v.name)
+    if not out:
+        port = servers[0].server.port.number if servers else 0
+        out = [ir.VirtualHost(f"blackhole:{port}", ("*",), (), include_request_attempt_count=False)]
+    return ir.RouteConfig(name, tuple(out))
+
+
+def _dedupe_sni(ctx: Context, group: PortGroup) -> None:
+    """CheckDuplicates: a TLS host already used on this port is dropped from later servers."""
+    seen: dict[str, BoundServer] = {}
+    for bs in group.servers:
+        if bs.kind == "passthrough":
+            continue
+        keep = []
+        for ns, h in bs.hosts:
+            literal = h if ns == "*" else f"{ns}/{h}"
+            if literal in seen:
+                first = seen[literal]
+                ctx.findings.warning(bs.gateway.file, bs.line("hosts"), "EG0206",
+                                     f"Gateway {bs.gw_key}: host {h} on port {group.port} is already served by Gateway "
+                                     f"{first.gw_key} server {first.server.port.name}; Istio keeps the first",
+                                     bs.path("hosts"))
+                continue
+            seen[literal] = bs
+            keep.append((ns, h))
+        bs.hosts = keep
+
+
+def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[str, MergedRule],
+                    access_log: ir.AccessLog | None) -> list[ir.Listener]:
+    listeners: list[ir.Listener] = []
+    for group in merge_servers(ctx):
+        lname = f"{group.bind}_{group.port}"
+        suffix = "" if group.bind == "0.0.0.0" else f".{group.bind}"
+        chains: list[ir.FilterChain] = []
+        if group.kind == "http":
+            rc = build_route_config(ctx, f"http.{group.port}{suffix}", group.servers, registry, rules)
+            chains.append(ir.FilterChain(name=lname, http=_hcm(ctx, _stat_prefix(lname), rc, access_log)))
+        elif group.kind == "tcp":
+            bs = group.servers[0]
+            tcp = tcp_proxy_for_server(ctx, bs, registry, access_log)
+            if tcp is not None:
+                chains.append(ir.FilterChain(name=lname, tcp=tcp))
+        else:
+            _dedupe_sni(ctx, group)
+            for bs in group.servers:
+                if not bs.hosts and bs.kind != "passthrough":
+                    continue
+                names = tuple(sorted({h for _, h in bs.hosts})) if all(h != "*" for _, h in bs.hosts) else ()
+                if bs.kind == "passthrough":
+                    chains.extend(passthrough_chains(ctx, bs, registry, access_log, chains))
+                    continue
+                tls = downstream_tls(ctx, bs)
+                if tls is None:
+                    continue
+                if bs.kind == "https":
+                    rname = f"https.{bs.server.port.number}.{bs.server.port.name}.{bs.gateway.name}.{bs.gateway.namespace}{suffix}"
+                    rc = build_route_config(ctx, rname, [bs], registry, rules)
+                    chains.append(ir.FilterChain(name=rname, server_names=names, tls=tls,
+                                                 http=_hcm(ctx, bs.server.name or _stat_prefix(lname), rc, access_log)))
+                else:
+                    tcp = tcp_proxy_for_server(ctx, bs, registry, access_log)
+                    if tcp is not None:
+                        chains.append(ir.FilterChain(name=f"{lname}.{bs.server.port.name}.{bs.gateway.name}", server_names=names,
+                                                     tls=tls, tcp=tcp))
+        if not chains:
+            first = group.servers[0]
+            ctx.findings.warning(first.gateway.file, first.line("port"), "EG0212",
+                                 f"no listener for {lname}: no route matches the {first.server.port.protocol} server(s) on it "
+                                 "(Istio omits such a listener)", first.path("port"))
+            continue
+        inspector = any(c.server_names for c in chains)
+        listeners.append(ir.Listener(lname, group.bind, group.port, tuple(chains), inspector, access_log))
+    listeners.sort(key=lambda l: (l.port, l.address))
+    return listeners

@@ -1,0 +1,351 @@
+"""VirtualService ``http:`` → Envoy routes (Istio's route/route.go, retry/retry.go).
+
+Small functions, one Istio field each.  ``routes_for_vs`` is
+BuildHTTPRoutesForVirtualService for one gateway server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import ir
+from ..model import Res
+from ..model.hosts import cluster_name, fqdn, gateway_ref
+from ..model.networking import (
+    CorsPolicy,
+    Destination,
+    Headers,
+    HTTPFaultInjection,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRetry,
+    HTTPRoute,
+    StringMatch,
+    VirtualService,
+)
+from ..model.operator import RetryPolicy as MeshRetryPolicy
+from .clusters import effective_policy, hash_policies
+from .context import Context
+from .registry import MergedRule, ServiceInfo, rule_for
+
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+
+GRPC_CODES = {
+    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "ABORTED": 10,
+    "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}
+
+REDIRECT_CODES = {0: "MOVED_PERMANENTLY", 301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER",
+                  307: "TEMPORARY_REDIRECT", 308: "PERMANENT_REDIRECT"}
+
+
+@dataclass(frozen=True)
+class ServerScope:
+    """The gateway server a route is generated for."""
+
+    gateway: str  # ns/name
+    port: int  # server port (vhost names, match.port, default destination port)
+    tls: bool  # server terminates TLS (redirect scheme default)
+
+
+# ------------------------------------------------------------------ matches
+def string_matcher(m: StringMatch | None) -> ir.StringMatcher:
+    if m is None or (m.exact is None and m.prefix is None and m.regex is None) or m.regex == "*":
+        return ir.StringMatcher("present")
+    if m.exact is not None:
+        return ir.StringMatcher("exact", m.exact)
+    if m.prefix is not None:
+        return ir.StringMatcher("prefix", m.prefix)
+    return ir.StringMatcher("safe_regex", m.regex or "")
+
+
+def header_match(name: str, m: StringMatch, invert: bool = False) -> ir.HeaderMatch:
+    sm = string_matcher(m)
+    return ir.HeaderMatch(name.lower() if not name.startswith(":") else name, sm, invert,
+                          treat_missing_as_empty=invert and sm.kind != "present")
+
+
+def route_match(m: HTTPMatchRequest | None) -> ir.RouteMatch:
+    """TranslateRouteMatch."""
+    if m is None:
+        return ir.RouteMatch("prefix", "/")
+    kind, path = "prefix", "/"
+    if m.uri is not None:
+        if m.uri.exact is not None:
+            kind, path = "path", m.uri.exact
+        elif m.uri.prefix is not None:
+            kind, path = "prefix", m.uri.prefix
+        elif m.uri.regex is not None:
+            kind, path = "safe_regex", m.uri.regex
+    headers = [header_match(k, v) for k, v in m.headers.items()]
+    headers += [header_match(k, v, invert=True) for k, v in m.without_headers.items()]
+    for pseudo, sm in ((":method", m.method), (":authority", m.authority), (":scheme", m.scheme)):
+        if sm is not None:
+            headers.append(header_match(pseudo, sm))
+    query = [ir.QueryMatch(k, string_matcher(v)) for k, v in sorted(m.query_params.items())]
+    return ir.RouteMatch(kind, path, not m.ignore_uri_case,  # type: ignore[arg-type]
+                         tuple(sorted(headers, key=lambda h: (h.name, h.invert))), tuple(query))
+
+
+def is_catch_all(match: ir.RouteMatch) -> bool:
+    """isCatchAllRoute: prefix '/' or regex '.*'/'*' with no header or query matcher."""
+    path_all = (match.path_kind == "prefix" and match.path == "/") or (
+        match.path_kind == "safe_regex" and match.path in (".*", "*"))
+    return path_all and not match.headers and not match.query_parameters
+
+
+# ------------------------------------------------------------------ actions
+def header_ops(h: Headers | None) -> tuple[ir.HeaderOps, str | None]:
+    """translateAppendHeaders: (operations, host rewrite from :authority/host)."""
+    if h is None:
+        return ir.HeaderOps(), None
+    host_rewrite = None
+    req_add: list[ir.HeaderValue] = []
+    resp_add: list[ir.HeaderValue] = []
+
+    def ops(src, out: list[ir.HeaderValue], request: bool) -> None:
+        nonlocal host_rewrite
+        if src is None:
+            return
+        for action, items in (("APPEND_IF_EXISTS_OR_ADD", src.add), ("OVERWRITE_IF_EXISTS_OR_ADD", src.set)):
+            for k in sorted(items):
+                lk = k.lower()
+                if request and lk in (":authority", "host"):
+                    if action == "OVERWRITE_IF_EXISTS_OR_ADD" or host_rewrite is None:
+                        host_rewrite = items[k]
+                    continue
+                if lk.startswith(":") or lk == "host":
+                    continue  # isInternalHeader: the analyzer warns
+                out.append(ir.HeaderValue(lk, items[k], action))  # type: ignore[arg-type]
+
+    ops(h.request, req_add, True)
+    ops(h.response, resp_add, False)
+    req_add.sort(key=lambda v: v.key)
+    resp_add.sort(key=lambda v: v.key)
+    return ir.HeaderOps(
+        tuple(req_add),
+        tuple(sorted(x.lower() for x in (h.request.remove if h.request else []))),
+        tuple(resp_add),
+        tuple(sorted(x.lower() for x in (h.response.remove if h.response else []))),
+    ), host_rewrite
+
+
+def retry_policy(r: HTTPRetry | MeshRetryPolicy | None, default: MeshRetryPolicy | None, hashed: bool) -> ir.RetryPolicy | None:
+    """retry.ConvertPolicy."""
+    if r is None:
+        if default is not None:
+            return retry_policy(default, None, hashed)
+        return ir.RetryPolicy(DEFAULT_RETRY_ON, 2, previous_hosts=not hashed)
+    if r.attempts == 0:
+        return None
+    retry_on = DEFAULT_RETRY_ON
+    codes: list[int] = []
+    if r.retry_on:
+        parts = []
+        for token in (t.strip() for t in r.retry_on.split(",")):
+            if not token:
+                continue
+            if token.isdigit():
+                codes.append(int(token))
+            else:
+                parts.append(token)
+        if codes and "retriable-status-codes" not in parts:
+            parts.append("retriable-status-codes")
+        retry_on = ",".join(parts)
+    previous_hosts = r.retry_ignore_previous_hosts is not False
+    return ir.RetryPolicy(
+        retry_on=retry_on,
+        num_retries=r.attempts,
+        per_try_timeout=r.per_try_timeout,
+        retriable_status_codes=tuple(codes),
+        previous_hosts=previous_hosts,
+        previous_priorities=bool(r.retry_remote_localities),
+    )
+
+
+def redirect_action(r: HTTPRedirect, scope: ServerScope) -> ir.Redirect:
+    """ApplyRedirect."""
+    port = None
+    if r.port is not None:
+        port = r.port
+    elif r.derive_port == "FROM_REQUEST_PORT":
+        port = scope.port
+    if port is not None:
+        scheme = r.scheme or ("https" if scope.tls else "http")
+        if (port == 80 and scheme == "http") or (port == 443 and scheme == "https"):
+            port = None
+    return ir.Redirect(REDIRECT_CODES[r.redirect_code], host=r.authority, path=r.uri, scheme=r.scheme, port=port)  # type: ignore[arg-type]
+
+
+def fault(f: HTTPFaultInjection | None) -> ir.Fault | None:
+    if f is None:
+        return None
+    kw: dict = {}
+    if f.delay is not None and f.delay.fixed_delay is not None:
+        kw["delay"] = f.delay.fixed_delay
+        if f.delay.percentage is not None:
+            kw["delay_per_million"] = int(round(f.delay.percentage.value * 10000))
+        elif f.delay.percent is not None:
+            kw["delay_per_million"] = f.delay.percent * 10000
+    if f.abort is not None:
+        if f.abort.http_status is not None:
+            kw["abort_status"] = f.abort.http_status
+        else:
+            kw["abort_grpc_status"] = GRPC_CODES.get((f.abort.grpc_status or "").upper(), 2)
+        if f.abort.percentage is not None:
+            kw["abort_per_million"] = int(round(f.abort.percentage.value * 10000))
+    return ir.Fault(**kw) if kw else None
+
+
+def cors(c: CorsPolicy | None) -> ir.Cors | None:
+    if c is None:
+        return None
+    origins = [string_matcher(o) for o in c.allow_origins]
+    origins += [ir.StringMatcher("exact", o) for o in (c.allow_origin or [])]
+    return ir.Cors(
+        origins=tuple(origins),
+        allow_methods=",".join(c.allow_methods) or None,
+        allow_headers=",".join(c.allow_headers) or None,
+        expose_headers=",".join(c.expose_headers) or None,
+        max_age=int(c.max_age) if c.max_age is not None else None,
+        allow_credentials=c.allow_credentials,
+        forward_not_matching_preflights=c.unmatched_preflights != "IGNORE",
+    )
+
+
+# ------------------------------------------------------------------ destinations
+def destination_port(d: Destination, host: str, registry: dict[str, ServiceInfo], server_port: int) -> int:
+    """GetDestinationCluster's port choice: explicit, the service's only port, else the server port."""
+    if d.port is not None:
+        return d.port.number
+    svc = registry.get(host)
+    if svc is not None and len(svc.ports) == 1:
+        return svc.ports[0].number
+    return server_port
+
+
+def destination_cluster(d: Destination, vs_ns: str, ctx_registry: dict[str, ServiceInfo], server_port: int) -> str:
+    host = fqdn(d.host, vs_ns)
+    return cluster_name(destination_port(d, host, ctx_registry, server_port), d.subset or "", host)
+
+
+def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope: ServerScope,
+                  registry: dict[str, ServiceInfo], rules: dict[str, MergedRule]) -> tuple[ir.RouteAction, ir.HeaderOps]:
+    weighted: list[ir.WeightedCluster] = []
+    hashes: set[tuple[ir.HashPolicy, ...]] = set()
+    route_headers, route_host = header_ops(http.headers)
+    single = len(http.route) == 1
+    host_rewrite = route_host
+    extra_headers = ir.HeaderOps()
+    for dst in http.route:
+        if not single and dst.weight == 0:
+            continue
+        host = fqdn(dst.destination.host, vs.namespace)
+        port = destination_port(dst.destination, host, registry, scope.port)
+        subset = dst.destination.subset or ""
+        hashes.add(hash_policies(effective_policy(rule_for(host, rules), port, subset)))
+        dh, dhost = header_ops(dst.headers)
+        name = cluster_name(port, subset, host)
+        if single:
+            extra_headers = dh
+            if host_rewrite is None:
+                host_rewrite = dhost
+            weighted.append(ir.WeightedCluster(name, 100))
+        else:
+            weighted.append(ir.WeightedCluster(name, dst.weight, dh, dhost))
+    hash_policy = next(iter(hashes)) if len(hashes) == 1 else ()
+    mesh_default = ctx.workload.mesh.default_http_retry_policy
+    mirrors = []
+    if http.mirror is not None:
+        pct = http.mirror_percentage.value if http.mirror_percentage is not None else None
+        mirrors.append(ir.MirrorPolicy(destination_cluster(http.mirror, vs.namespace, registry, scope.port), pct))
+    for m in http.mirrors:
+        mirrors.append(ir.MirrorPolicy(destination_cluster(m.destination, vs.namespace, registry, scope.port),
+                                       m.percentage.value if m.percentage else None))
+    rw = http.rewrite
+    if rw is not None and rw.authority:
+        host_rewrite = rw.authority
+    action = ir.RouteAction(
+        clusters=tuple(weighted),
+        timeout=http.timeout if http.timeout is not None else 0.0,
+        retry=retry_policy(http.retries, mesh_default, bool(hash_policy)),
+        prefix_rewrite=rw.uri if rw is not None else None,
+        regex_rewrite=(rw.uri_regex_rewrite.match, rw.uri_regex_rewrite.rewrite) if rw and rw.uri_regex_rewrite else None,
+        host_rewrite=host_rewrite,
+        hash_policies=hash_policy,
+        mirrors=tuple(mirrors),
+    )
+    merged = ir.HeaderOps(
+        tuple(sorted(route_headers.request_add + extra_headers.request_add, key=lambda v: v.key)),
+        tuple(sorted(set(route_headers.request_remove + extra_headers.request_remove))),
+        tuple(sorted(route_headers.response_add + extra_headers.response_add, key=lambda v: v.key)),
+        tuple(sorted(set(route_headers.response_remove + extra_headers.response_remove))),
+    )
+    return action, merged
+
+
+def translate_route(ctx: Context, http: HTTPRoute, match: HTTPMatchRequest | None, vs: Res[VirtualService],
+                    scope: ServerScope, registry: dict[str, ServiceInfo], rules: dict[str, MergedRule]) -> ir.Route | None:
+    """translateRoute: None when the match does not apply to this server."""
+    if match is not None:
+        if match.port is not None and match.port != scope.port:
+            return None
+        if match.gateways and scope.gateway not in {gateway_ref(g, vs.namespace) for g in match.gateways}:
+            return None
+    name = http.name or ""
+    if match is not None and match.name:
+        name = f"{name}.{match.name}"
+    headers, _ = header_ops(http.headers)
+    action: ir.RouteAction | ir.Redirect | ir.DirectResponse
+    if http.redirect is not None:
+        action = redirect_action(http.redirect, scope)
+    elif http.direct_response is not None:
+        body = http.direct_response.body
+        text = None
+        if body is not None:
+            text = body.string if body.string is not None else None
+            if body.bytes is not None:
+                import base64
+                text = base64.b64decode(body.bytes).decode("utf-8", errors="replace")
+        action = ir.DirectResponse(http.direct_response.status, text)
+    else:
+        action, headers = _route_action(ctx, http, vs, scope, registry, rules)
+    return ir.Route(
+        name=name,
+        match=route_match(match),
+        action=action,
+        headers=headers,
+        fault=fault(http.fault),
+        cors=cors(http.cors_policy),
+        metadata_vs=f"/apis/networking.istio.io/v1/namespaces/{vs.namespace}/virtual-service/{vs.name}",
+    )
+
+
+def routes_for_vs(ctx: Context, vs: Res[VirtualService], scope: ServerScope,
+                  registry: dict[str, ServiceInfo], rules: dict[str, MergedRule]) -> list[ir.Route]:
+    """BuildHTTPRoutesForVirtualService: in order, stopping after the first catch-all."""
+    out: list[ir.Route] = []
+    for http in vs.obj.spec.http:
+        catch_all = False
+        if not http.match:
+            r = translate_route(ctx, http, None, vs, scope, registry, rules)
+            if r is not None:
+                out.append(r)
+            catch_all = True
+        else:
+            for m in http.match:
+                r = translate_route(ctx, http, m, vs, scope, registry, rules)
+                if r is not None:
+                    out.append(r)
+                    if is_catch_all(r.match):
+                        catch_all = True
+                        break
+        if catch_all:
+            break
+    return out
+
+
+def sort_vhost_routes(routes: list[ir.Route]) -> list[ir.Route]:
+    """SortVHostRoutes: catch-all routes move to the end, order otherwise kept."""
+    return [r for r in routes if not is_catch_all(r.match)] + [r for r in routes if is_catch_all(r.match)]

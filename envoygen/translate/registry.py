@@ -1,0 +1,159 @@
+"""The service registry a gateway sees: ServiceEntries and Kubernetes Services.
+
+Endpoints come, in this order, from a ServiceEntry (STATIC endpoints with
+labels, or DNS) and from a Kubernetes Service in the input (the Service's DNS
+name on its targetPort).  DestinationRules are looked up per host as Istio
+does (most specific host; proxy namespace, then service namespace, then root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..diagnostics import Findings
+from ..model import Res, Resources
+from ..model.hosts import fqdn, is_ip, subset_of, visible_to
+from ..model.networking import DestinationRule, Subset, TrafficPolicy
+
+ROOT_NAMESPACE = "istio-system"
+
+
+@dataclass(frozen=True)
+class SvcPort:
+    number: int
+    name: str
+    protocol: str
+    target: int  # default endpoint port
+
+
+@dataclass(frozen=True)
+class SvcEndpoint:
+    address: str
+    ports: dict[str, int]
+    labels: dict[str, str]
+    weight: int | None = None
+
+
+@dataclass
+class ServiceInfo:
+    host: str
+    namespace: str
+    ports: list[SvcPort]
+    resolution: str  # STATIC, DNS, DNS_ROUND_ROBIN, NONE
+    endpoints: list[SvcEndpoint]
+    origin: str
+    file: str
+    line: int
+
+    def port(self, number: int) -> SvcPort | None:
+        return next((p for p in self.ports if p.number == number), None)
+
+
+@dataclass
+class MergedRule:
+    """DestinationRules for one host, merged as Istio does (first policy wins)."""
+
+    host: str
+    rules: list[Res[DestinationRule]]
+    traffic_policy: TrafficPolicy | None
+    subsets: list[Subset] = field(default_factory=list)
+
+    def subset(self, name: str) -> Subset | None:
+        return next((s for s in self.subsets if s.name == name), None)
+
+
+def _protocol_of_k8s_port(name: str | None, app_protocol: str | None) -> str:
+    ap = (app_protocol or "").lower()
+    if ap in ("http2", "grpc", "kubernetes.io/h2c", "grpc-web"):
+        return "HTTP2" if ap != "grpc" else "GRPC"
+    if ap in ("http", "kubernetes.io/ws"):
+        return "HTTP"
+    n = (name or "").lower()
+    prefix = n.split("-", 1)[0]
+    return {"http": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "https": "HTTPS", "tls": "TLS", "tcp": "TCP"}.get(prefix, "TCP")
+
+
+def build_registry(resources: Resources, findings: Findings) -> dict[str, ServiceInfo]:
+    reg: dict[str, ServiceInfo] = {}
+    for se in resources.service_entries:
+        spec = se.obj.spec
+        ports = [SvcPort(p.number, p.name, p.protocol.upper(), p.target_port or p.number) for p in spec.ports]
+        eps = []
+        for i, e in enumerate(spec.endpoints):
+            if e.address is None:
+                findings.error(se.file, se.line("spec", "endpoints", i), "EG0103",
+                               f"ServiceEntry {se.key}: endpoint needs an address", f"spec.endpoints[{i}].address")
+                continue
+            if spec.resolution == "STATIC" and not is_ip(e.address):
+                findings.error(se.file, se.line("spec", "endpoints", i, "address"), "EG0106",
+                               f"ServiceEntry {se.key}: resolution STATIC needs IP addresses, found {e.address!r}",
+                               f"spec.endpoints[{i}].address", "use resolution: DNS for host names")
+                continue
+            eps.append(SvcEndpoint(e.address, dict(e.ports), dict(e.labels), e.weight))
+        for h in spec.hosts:
+            host = fqdn(h, se.namespace)
+            if host in reg:
+                findings.warning(se.file, se.line("spec", "hosts"), "EG0209",
+                                 f"ServiceEntry {se.key}: host {host} is already defined by {reg[host].origin}; the first wins",
+                                 "spec.hosts")
+                continue
+            reg[host] = ServiceInfo(host, se.namespace, ports, spec.resolution, eps, f"ServiceEntry {se.key}",
+                                    se.file, se.line("spec", "hosts"))
+    for svc in resources.services:
+        host = fqdn(svc.name, svc.namespace)
+        if host in reg:
+            continue  # a ServiceEntry for the same host comes first
+        ports = []
+        for i, p in enumerate(svc.obj.spec.ports):
+            if isinstance(p.target_port, str):
+                findings.error(svc.file, svc.line("spec", "ports", i, "targetPort"), "EG0104",
+                               f"Service {svc.key}: named targetPort {p.target_port!r} cannot be resolved without pods",
+                               f"spec.ports[{i}].targetPort", "use the container port number")
+                continue
+            ports.append(SvcPort(p.port, p.name or "", _protocol_of_k8s_port(p.name, p.app_protocol), p.target_port or p.port))
+        reg[host] = ServiceInfo(host, svc.namespace, ports, "DNS", [SvcEndpoint(host, {}, {})],
+                                f"Service {svc.key}", svc.file, svc.line("metadata", "name"))
+    return reg
+
+
+def merged_rules(resources: Resources, workload_ns: str, findings: Findings) -> dict[str, MergedRule]:
+    """DestinationRules visible to the gateway, merged per resolved host."""
+    visible = [
+        dr for dr in sorted(resources.destination_rules, key=lambda r: r.sort_key())
+        if visible_to(dr.obj.spec.export_to, dr.namespace, workload_ns)
+    ]
+    out: dict[str, MergedRule] = {}
+    for dr in visible:
+        host = fqdn(dr.obj.spec.host, dr.namespace)
+        if host not in out:
+            out[host] = MergedRule(host, [dr], dr.obj.spec.traffic_policy, list(dr.obj.spec.subsets))
+            continue
+        m = out[host]
+        first = m.rules[0]
+        findings.warning(dr.file, dr.line("spec", "host"), "EG0209",
+                         f"DestinationRule {dr.key} is one of several for {host} (first: {first.key} at "
+                         f"{first.file}:{first.line('spec', 'host')}); subsets are merged, the first trafficPolicy wins",
+                         "spec.host")
+        m.rules.append(dr)
+        if m.traffic_policy is None:
+            m.traffic_policy = dr.obj.spec.traffic_policy
+        names = {s.name for s in m.subsets}
+        for s in dr.obj.spec.subsets:
+            if s.name in names:
+                findings.warning(dr.file, dr.line("spec", "subsets"), "EG0209",
+                                 f"DestinationRule {dr.key}: subset {s.name} of {host} is already defined; the first wins",
+                                 "spec.subsets")
+                continue
+            m.subsets.append(s)
+    return out
+
+
+def rule_for(host: str, rules: dict[str, MergedRule]) -> MergedRule | None:
+    """MostSpecificHostMatch: the exact host, else the longest matching wildcard."""
+    if host in rules:
+        return rules[host]
+    best: MergedRule | None = None
+    for h, r in rules.items():
+        if h.startswith("*") and subset_of(host, h) and (best is None or len(h) > len(best.host)):
+            best = r
+    return best

@@ -1,0 +1,197 @@
+"""Server TLS settings → DownstreamTlsContext with SDS files
+(Istio's listener.go BuildListenerTLSContext and credentials/kube/secrets.go).
+
+Each credential becomes SDS secrets ``kubernetes://<name>`` (certificate and
+key) and ``kubernetes://<name>-cacert`` (CA, CRL), each read by Envoy from a
+file under ``sds/`` that points at ``certs/<name>/``, a watched directory, so
+replacing the files rotates them without a restart.  The file-path mode
+(``serverCertificate``/``privateKey``/``caCertificates``) reads those files at
+build time and ships them the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import ir
+from ..credentials import Credential, SecretSource, check_credential, resolve_credential, valid_credential_name
+from ..model.hosts import sds_name
+from .context import Context
+
+if TYPE_CHECKING:
+    from .gateway import BoundServer
+
+# pkg/config/security ValidCipherSuites (OpenSSL names Envoy/BoringSSL accept)
+VALID_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA", "AES128-SHA", "AES256-SHA", "DES-CBC3-SHA",
+)
+ALPN_HTTPS = ("h2", "http/1.1")
+
+
+def _secret_sources(ctx: Context) -> dict[tuple[str, str], SecretSource]:
+    out = {}
+    for s in ctx.resources.secrets:
+        out[(s.namespace, s.name)] = SecretSource(s.name, s.namespace, ctx.resources.secret_data.get((s.namespace, s.name), {}),
+                                                  s.file, s.doc.line)
+    return out
+
+
+def _register_cert(ctx: Context, cred_name: str, cred: Credential) -> ir.SdsRef:
+    name = sds_name(cred_name)
+    files: list[tuple[str, bytes]] = [("tls.crt", cred.cert_chain or b""), ("tls.key", cred.private_key or b"")]
+    if cred.ocsp_staple:
+        files.append(("tls.ocsp-staple", cred.ocsp_staple))
+    ctx.secrets.setdefault(name, ir.Secret(name, f"sds/{cred_name}.yaml", f"certs/{cred_name}", "tls_certificate",
+                                           tuple(files), cred_name))
+    return ir.SdsRef(name, f"sds/{cred_name}.yaml")
+
+
+def _register_ca(ctx: Context, cred_name: str, cred: Credential) -> ir.SdsRef:
+    name = sds_name(cred_name) + "-cacert"
+    files: list[tuple[str, bytes]] = [("ca.crt", cred.ca_cert or b"")]
+    if cred.crl:
+        files.append(("ca.crl", cred.crl))
+    ctx.secrets.setdefault(name, ir.Secret(name, f"sds/{cred_name}-cacert.yaml", f"certs/{cred_name}",
+                                           "validation_context", tuple(files), cred_name))
+    return ir.SdsRef(name, f"sds/{cred_name}-cacert.yaml")
+
+
+def _read_file_material(ctx: Context, bs: "BoundServer", field: str, path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        p = Path(path)
+        if p.stat().st_size > 1024 * 1024:
+            raise OSError("larger than 1 MiB")
+        return p.read_bytes()
+    except OSError as exc:
+        ctx.findings.error(bs.gateway.file, bs.line("tls", field), "EG0301",
+                           f"Gateway {bs.gw_key}: tls.{field} {path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}",
+                           bs.path("tls", field), "paths are read on the machine that runs envoygen")
+        return None
+
+
+def _file_credential(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[str, Credential] | None:
+    tls = bs.server.tls
+    assert tls is not None
+    if not tls.server_certificate or not tls.private_key:
+        ctx.findings.error(bs.gateway.file, bs.line("tls"), "EG0103",
+                           f"Gateway {bs.gw_key}: tls mode {tls.mode} needs credentialName, or serverCertificate and privateKey",
+                           bs.path("tls"))
+        return None
+    cert = _read_file_material(ctx, bs, "serverCertificate", tls.server_certificate)
+    key = _read_file_material(ctx, bs, "privateKey", tls.private_key)
+    ca = _read_file_material(ctx, bs, "caCertificates", tls.ca_certificates)
+    crl = _read_file_material(ctx, bs, "caCrl", tls.ca_crl)
+    if cert is None or key is None or (tls.ca_certificates and ca is None) or (tls.ca_crl and crl is None):
+        return None
+    digest = hashlib.sha256(cert + b"\0" + key).hexdigest()[:12]
+    name = f"file-{digest}"
+    cred = Credential(name=name, cert_chain=cert, private_key=key, ca_cert=ca, crl=crl, ocsp_staple=None,
+                      origin=f"files {tls.server_certificate}, {tls.private_key}", file=bs.gateway.file, line=bs.line("tls"))
+    return name, cred
+
+
+def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
+    tls = bs.server.tls
+    if tls is None:
+        ctx.findings.error(bs.gateway.file, bs.line("port"), "EG0106",
+                           f"Gateway {bs.gw_key}: server {bs.server.port.name} ({bs.server.port.protocol}) needs a tls block",
+                           bs.path("tls"))
+        return None
+    mode = tls.mode
+    if mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):
+        ctx.findings.error(bs.gateway.file, bs.line("tls", "mode"), "EG0104",
+                           f"Gateway {bs.gw_key}: tls.mode {mode} is not supported on an edge gateway (mesh-only)",
+                           bs.path("tls", "mode"))
+        return None
+    mutual = mode != "SIMPLE"
+    hosts = [h for _, h in bs.hosts]
+    now = ctx.options.now or datetime.now(timezone.utc)
+    names = list(tls.credential_names or ([tls.credential_name] if tls.credential_name else []))
+    certs: list[ir.SdsRef] = []
+    validation: ir.SdsRef | None = None
+    sources = _secret_sources(ctx)
+    ns = ctx.workload.namespace
+    if names:
+        field = "credentialNames" if tls.credential_names else "credentialName"
+        ok = True
+        for i, name in enumerate(names):
+            fpath = bs.path("tls", field) + (f"[{i}]" if tls.credential_names else "")
+            cred, problems = resolve_credential(
+                name, ns, sources, ctx.options.credentials_dir, need_key=True,
+                need_ca=mutual and i == 0 and not tls.ca_cert_credential_name,
+                ref_file=bs.gateway.file, ref_line=bs.line("tls", field), ref_path=fpath)
+            for f in problems:
+                ctx.findings.add(f)
+            if cred is None:
+                ok = False
+                continue
+            for f in check_credential(cred, hosts, now=now, allow_expired=ctx.options.allow_expired,
+                                      ref_file=bs.gateway.file, ref_line=bs.line("tls", field), ref_path=fpath):
+                ctx.findings.add(f)
+            certs.append(_register_cert(ctx, name, cred))
+            if mutual and i == 0 and not tls.ca_cert_credential_name:
+                validation = _register_ca(ctx, name, cred)
+        if mutual and tls.ca_cert_credential_name:
+            ca_name = tls.ca_cert_credential_name
+            cred, problems = resolve_credential(
+                ca_name, ns, sources, ctx.options.credentials_dir, need_key=False, need_ca=True,
+                ref_file=bs.gateway.file, ref_line=bs.line("tls", "caCertCredentialName"),
+                ref_path=bs.path("tls", "caCertCredentialName"))
+            for f in problems:
+                ctx.findings.add(f)
+            if cred is None:
+                return None
+            for f in check_credential(cred, [], now=now, allow_expired=ctx.options.allow_expired,
+                                      ref_file=bs.gateway.file, ref_line=bs.line("tls", "caCertCredentialName"),
+                                      ref_path=bs.path("tls", "caCertCredentialName")):
+                ctx.findings.add(f)
+            validation = _register_ca(ctx, ca_name, cred)
+        if not ok:
+            return None
+    else:
+        got = _file_credential(ctx, bs, mutual)
+        if got is None:
+            return None
+        name, cred = got
+        if mutual and not cred.ca_cert:
+            ctx.findings.error(bs.gateway.file, bs.line("tls"), "EG0301",
+                               f"Gateway {bs.gw_key}: tls mode {mode} needs caCertificates", bs.path("tls", "caCertificates"))
+            return None
+        for f in check_credential(cred, hosts, now=now, allow_expired=ctx.options.allow_expired,
+                                  ref_file=bs.gateway.file, ref_line=bs.line("tls"), ref_path=bs.path("tls")):
+            ctx.findings.add(f)
+        certs.append(_register_cert(ctx, name, cred))
+        if mutual:
+            validation = _register_ca(ctx, name, cred)
+    ciphers = []
+    for i, c in enumerate(tls.cipher_suites):
+        if c not in VALID_CIPHERS:
+            ctx.findings.warning(bs.gateway.file, bs.line("tls", "cipherSuites", i), "EG0106",
+                                 f"Gateway {bs.gw_key}: cipher suite {c!r} is not one Istio accepts; dropped as Istio does",
+                                 bs.path("tls", "cipherSuites", i))
+        elif c not in ciphers:
+            ciphers.append(c)
+    return ir.DownstreamTls(
+        certificates=tuple(certs),
+        validation=validation if mutual else None,
+        require_client_certificate=mode == "MUTUAL",
+        subject_alt_names=tuple(tls.subject_alt_names) if mutual else (),
+        spki=tuple(tls.verify_certificate_spki) if mutual else (),
+        hashes=tuple(tls.verify_certificate_hash) if mutual else (),
+        min_version=None if tls.min_protocol_version == "TLS_AUTO" else tls.min_protocol_version,
+        max_version=None if tls.max_protocol_version == "TLS_AUTO" else tls.max_protocol_version,
+        cipher_suites=tuple(ciphers),
+        ecdh_curves=tuple(tls.ecdh_curves),
+        alpn=ALPN_HTTPS,
+    )
+
+
+__all__ = ["downstream_tls", "valid_credential_name"]
