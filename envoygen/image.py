@@ -139,7 +139,10 @@ def build_image(
     try:
         local_base = ensure_local_base_image(client, progress)
         base = resolve_base_image(client, base_image, progress, local_base=local_base)
-        all_labels = default_labels(tag, base)
+        init = (client.images.get(local_base).labels or {}).get(LABEL_INIT, "none")
+        if init != "drain":
+            progress("WARNING: the local base image has no draining envoygen-init: this gateway stops at once on SIGTERM")
+        all_labels = default_labels(tag, base, init=init)
         all_labels.update(labels or {})
         progress(f"building {tag} from {bundle_dir} on {base}")
         image_id = _build(
@@ -272,14 +275,20 @@ def save_image(client, tag: str, dest: Path, progress: Progress = print) -> Path
     return dest
 
 
-def default_labels(tag: str, base_image: str) -> dict[str, str]:
-    """The OCI labels every gateway image gets (the caller's labels win)."""
-    return {
+def default_labels(tag: str, base_image: str, *, init: str | None = None) -> dict[str, str]:
+    """The OCI labels every gateway image gets (the caller's labels win). Some
+    replace what the base image's labels would otherwise say about the gateway."""
+    labels = {
         LABEL_TITLE: _repository_name(tag),
         LABEL_SOURCE: _project_source(),
         LABEL_ENVOY_VERSION: ENVOY_VERSION,
         LABEL_BASE_NAME: base_image,
+        "org.opencontainers.image.version": _tag_version(tag),
+        "org.opencontainers.image.description": "Envoy gateway compiled by envoygen from Istio gateway configuration",
     }
+    if init:
+        labels[LABEL_INIT] = init
+    return labels
 
 
 # ---------------------------------------------------------------------------
@@ -576,6 +585,13 @@ def _repository_name(tag: str) -> str:
     name = tag.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return last.split(":", 1)[0] or name
+
+
+def _tag_version(tag: str) -> str:
+    """``registry:5000/team/gw:1.2`` → ``1.2``; ``latest`` when the tag has none."""
+    name = tag.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
 
 
 def _project_source() -> str:

@@ -264,13 +264,14 @@ class OutlierDetection:
 
 @dataclass(frozen=True)
 class UpstreamTls:
+    """DestinationRule ``tls`` SIMPLE/MUTUAL: TLS origination to the upstream."""
+
     sni: str | None
     auto_sni: bool
     auto_san_validation: bool
-    ca_file: str | None  # absolute path at run time; None = no validation
-    certificate: SdsRef | None = None
-    client_cert_file: str | None = None
-    client_key_file: str | None = None
+    certificate: SdsRef | None = None  # client certificate (MUTUAL)
+    validation: SdsRef | None = None  # CA from a credential or caCertificates
+    system_ca: bool = False  # no CA given: the OS trust bundle
     subject_alt_names: tuple[str, ...] = ()
     alpn: tuple[str, ...] = ()
 

@@ -83,6 +83,8 @@ def _endpoints(svc: ServiceInfo, port: SvcPort, labels: dict[str, str]) -> tuple
 
 
 def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, rule: MergedRule | None) -> ir.Cluster:
+    from .upstream_tls import upstream_tls
+
     mesh = ctx.workload.mesh
     policy = effective_policy(rule, port.number, subset)
     labels = dict(rule.subset(subset).labels) if (rule and subset and rule.subset(subset)) else {}
@@ -149,6 +151,10 @@ def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, ru
             consecutive_local_origin_failure=od.consecutive_local_origin_failures,
         )
         kw["healthy_panic_threshold"] = od.min_health_percent or 0
+    if policy.tls is not None and rule is not None:
+        first = rule.rules[0]
+        kw["tls"] = upstream_tls(ctx, policy.tls, http2, (first.file, first.line("spec", "trafficPolicy"),  # type: ignore[arg-type]
+                                                         "spec.trafficPolicy.tls"))
     return ir.Cluster(
         name=cluster_name(port.number, subset, svc.host),
         discovery=discovery,  # type: ignore[arg-type]
