@@ -166,6 +166,8 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
     for host, vh in vhosts.items():
         if not vh["routes"] and not vh["tls"]:
             continue
+        if len(vh["vs"]) > 1:
+            _warn_conflicts(ctx, host, vh["routes"])
         out.append(ir.VirtualHost(
             name=f"{host}:{vh['port']}",
             domains=(host,),
@@ -177,6 +179,21 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
         port = servers[0].server.port.number if servers else 0
         out = [ir.VirtualHost(f"blackhole:{port}", ("*",), (), include_request_attempt_count=False)]
     return ir.RouteConfig(name, tuple(out))
+
+
+def _warn_conflicts(ctx: Context, host: str, routes: list[ir.Route]) -> None:
+    """EG0213: VirtualServices merged into one host whose routes match the same requests."""
+    first: dict[ir.RouteMatch, str] = {}
+    by_key = {f"/apis/networking.istio.io/v1/namespaces/{v.namespace}/virtual-service/{v.name}": v
+              for v in ctx.resources.virtual_services}
+    for r in routes:
+        owner = first.setdefault(r.match, r.metadata_vs)
+        if owner != r.metadata_vs:
+            vs, other = by_key[r.metadata_vs], by_key[owner]
+            what = "every request" if r.match.path == "/" and r.match.path_kind == "prefix" else f"{r.match.path_kind} {r.match.path}"
+            ctx.findings.warning(vs.file, vs.line("spec", "http"), "EG0213",
+                                 f"VirtualService {vs.key}: a route for {host} matching {what} is shadowed by "
+                                 f"VirtualService {other.key}, which comes first (creation time, name)", "spec.http")
 
 
 def _dedupe_sni(ctx: Context, group: PortGroup) -> None:
@@ -212,7 +229,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
             chains.append(ir.FilterChain(name=lname, http=_hcm(ctx, _stat_prefix(lname), rc, access_log)))
         elif group.kind == "tcp":
             bs = group.servers[0]
-            tcp = tcp_proxy_for_server(ctx, bs, registry, access_log)
+            tcp = tcp_proxy_for_server(ctx, bs, registry, access_log, rules)
             if tcp is not None:
                 chains.append(ir.FilterChain(name=lname, tcp=tcp))
         else:
@@ -222,7 +239,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                     continue
                 names = tuple(sorted({h for _, h in bs.hosts})) if all(h != "*" for _, h in bs.hosts) else ()
                 if bs.kind == "passthrough":
-                    chains.extend(passthrough_chains(ctx, bs, registry, access_log, chains))
+                    chains.extend(passthrough_chains(ctx, bs, registry, access_log, chains, rules))
                     continue
                 tls = downstream_tls(ctx, bs)
                 if tls is None:
@@ -233,7 +250,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                     chains.append(ir.FilterChain(name=rname, server_names=names, tls=tls,
                                                  http=_hcm(ctx, bs.server.name or _stat_prefix(lname), rc, access_log)))
                 else:
-                    tcp = tcp_proxy_for_server(ctx, bs, registry, access_log)
+                    tcp = tcp_proxy_for_server(ctx, bs, registry, access_log, rules)
                     if tcp is not None:
                         chains.append(ir.FilterChain(name=f"{lname}.{bs.server.port.name}.{bs.gateway.name}", server_names=names,
                                                      tls=tls, tcp=tcp))

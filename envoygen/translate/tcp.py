@@ -10,7 +10,8 @@ from ..model.hosts import cluster_name, fqdn, gateway_ref, matches
 from ..model.networking import L4Match, RouteDestination
 from .context import Context
 from .http import destination_port
-from .registry import ServiceInfo
+from .clusters import effective_policy
+from .registry import MergedRule, ServiceInfo, rule_for
 
 if TYPE_CHECKING:
     from .gateway import BoundServer
@@ -41,8 +42,20 @@ def _vs_matches_server(bs: "BoundServer", vs) -> bool:
     return any(matches(fqdn(h, vs.namespace), sh) for h in vs.obj.spec.hosts for sh in server_hosts)
 
 
+def _idle_timeout(dests: list[RouteDestination], vs_ns: str, registry: dict[str, ServiceInfo],
+                  rules: dict[str, MergedRule], port: int) -> float | None:
+    """DestinationRule connectionPool.tcp.idleTimeout of the first destination → tcp_proxy idle_timeout."""
+    if not dests:
+        return None
+    d = dests[0].destination
+    host = fqdn(d.host, vs_ns)
+    policy = effective_policy(rule_for(host, rules), destination_port(d, host, registry, port), d.subset or "")
+    pool = policy.connection_pool
+    return pool.tcp.idle_timeout if pool and pool.tcp and pool.tcp.idle_timeout else None
+
+
 def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, ServiceInfo],
-                         access_log: ir.AccessLog | None) -> ir.TcpProxy | None:
+                         access_log: ir.AccessLog | None, rules: dict[str, MergedRule]) -> ir.TcpProxy | None:
     """The first VirtualService (in order) with a tcp route that applies wins."""
     from .gateway import virtual_services_for
 
@@ -59,12 +72,13 @@ def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, Se
             if not clusters:
                 continue
             stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
-            return ir.TcpProxy(stat, clusters, None, access_log)
+            return ir.TcpProxy(stat, clusters, _idle_timeout(tcp.route, vs.namespace, registry, rules, port), access_log)
     return None
 
 
 def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, ServiceInfo],
-                       access_log: ir.AccessLog | None, existing: list[ir.FilterChain]) -> list[ir.FilterChain]:
+                       access_log: ir.AccessLog | None, existing: list[ir.FilterChain],
+                       rules: dict[str, MergedRule]) -> list[ir.FilterChain]:
     """One chain per VS ``tls[].match``, server_names = sniHosts; duplicate SNI: first wins."""
     from .gateway import virtual_services_for
 
@@ -96,5 +110,7 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
                 stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
                 out.append(ir.FilterChain(name=f"{bs.gateway.name}.{bs.gateway.namespace}.{vs.name}.tls{ti}.{mi}",
                                           server_names=tuple(sorted(snis)),
-                                          tcp=ir.TcpProxy(stat, clusters, None, access_log)))
+                                          tcp=ir.TcpProxy(stat, clusters,
+                                                          _idle_timeout(tls.route, vs.namespace, registry, rules, port),
+                                                          access_log)))
     return out
