@@ -1,0 +1,605 @@
+"""TCP servers (and TLS-terminated TCP) through the stock Envoy, with real TCP/TLS clients.
+
+Istio semantics: istio-semantics.md 1.3 and 3.4 (``buildGatewayNetworkFiltersFromTCPRoutes``,
+``networkfilter.go``): the first VirtualService whose ``tcp[]`` entry applies (match on
+``port``/``gateways``, or no match) wins; several destinations give weighted clusters; a
+server without an applicable route gives no listener; DestinationRule
+``connectionPool.tcp.idleTimeout`` becomes the tcp_proxy ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import (
+    LOCALHOST,
+    http_get,
+    port_is_open,
+    run_envoygen,
+    tcp_exchange,
+    tls_exchange,
+    tls_handshake,
+    wait_until,
+)
+
+NS = "default"
+CLUSTER = "outbound|31400||echo.default.svc.cluster.local"
+
+
+def gateway(*servers: str, name: str = "tcp-gateway") -> str:
+    body = "\n".join(servers)
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+{body}
+"""
+
+
+TCP_SERVER = """\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]"""
+
+HTTP_SERVER = """\
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["web.example.com"]"""
+
+
+def service_entry(name: str, port: int, target: int, protocol: str = "TCP") -> str:
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  hosts: [{name}.{NS}.svc.cluster.local]
+  ports: [{{number: {port}, name: {protocol.lower()}, protocol: {protocol}, targetPort: {target}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+
+
+def tcp_vs(name: str, tcp: str, hosts: str = '["*"]', gateways: str = "[tcp-gateway]", created: str | None = None) -> str:
+    ts = f", creationTimestamp: '{created}'" if created else ""
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: {name}, namespace: {NS}{ts}}}
+spec:
+  hosts: {hosts}
+  gateways: {gateways}
+  tcp:
+{tcp}
+"""
+
+
+def route_to(host: str, port: int = 31400, match: str | None = None) -> str:
+    m = f"  - match: {match}\n    route:\n" if match else "  - route:\n"
+    return m + f"    - destination: {{host: {host}, port: {{number: {port}}}}}"
+
+
+def listeners_json(out_dir: Path) -> list[dict]:
+    p = run_envoygen(["proxy-config", "listeners", str(out_dir), "-o", "json"])
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def clusters_json(out_dir: Path) -> list[dict]:
+    p = run_envoygen(["proxy-config", "clusters", str(out_dir), "-o", "json"])
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def write_inputs(tmp_path: Path, *docs: str) -> Path:
+    d = tmp_path / "input"
+    d.mkdir()
+    (d / "in.yaml").write_text("\n---\n".join(x.strip("\n") for x in docs) + "\n")
+    return d
+
+
+def bundle_listener(out_dir: Path, name: str) -> dict:
+    boot = yaml.safe_load((out_dir / "envoy.yaml").read_text())
+    for lst in boot["static_resources"]["listeners"]:
+        if lst["name"] == name:
+            return lst
+    raise AssertionError(f"no listener {name} in {[l['name'] for l in boot['static_resources']['listeners']]}")
+
+
+def tcp_proxy_of(chain: dict) -> dict:
+    for f in chain["filters"]:
+        if f["name"] == "envoy.filters.network.tcp_proxy":
+            return f["typed_config"]
+    raise AssertionError(f"no tcp_proxy in chain {chain.get('name')}")
+
+
+def greeting_of(port: int) -> bytes:
+    """Connect, read the backend's one-line greeting (the echo server speaks first)."""
+    return tcp_exchange(port, read_until=b"\n", timeout=3)
+
+
+def connection_refused_or_closed(port: int) -> bool:
+    """True when the gateway does not carry bytes on ``port`` (refused, reset or EOF, no greeting)."""
+    try:
+        data = tcp_exchange(port, b"ping\n", read_until=b"\n", timeout=2)
+    except OSError:
+        return True
+    return data == b""
+
+
+# --------------------------------------------------------------------------
+# plain TCP
+
+
+def test_tcp_echo_through_gateway(backend_factory, gateway_factory):
+    echo = backend_factory.tcp("echo", greeting=b"hello-from-echo\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port)],
+        ports=(31400,),
+    )
+    port = gw.port(31400)
+    data = tcp_exchange(port, b"ping-1\n", read_until=b"ping-1\n")
+    assert data == b"hello-from-echo\nping-1\n"
+    # a larger payload, several writes, half close: every byte comes back
+    payload = bytes(range(256)) * 64
+    back = tcp_exchange(port, payload)
+    assert back == b"hello-from-echo\n" + payload
+    assert echo.connections == 2
+    assert echo.received == b"ping-1\n" + payload
+    # the tcp_proxy stats carry the cluster name as stat_prefix (Istio: statPrefix = clusterName)
+    stats = gw.stats("downstream_cx_total")
+    assert stats.get(f"tcp.{CLUSTER}.downstream_cx_total") == 2, stats
+    assert CLUSTER in gw.admin("clusters")
+    # no SNI anywhere → no tls_inspector on the TCP listener
+    dump = gw.admin("config_dump?resource=static_listeners")
+    assert "tls_inspector" not in dump
+
+
+def test_tcp_names_in_bundle(tmp_path):
+    """Without a port map: listener 0.0.0.0_31400, cluster outbound|31400||<fqdn>, no tls_inspector."""
+    inp = write_inputs(tmp_path, gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")),
+                       service_entry("echo", 31400, 9999))
+    out = tmp_path / "out"
+    p = run_envoygen(["render", "-f", str(inp), "-o", str(out)])
+    assert p.returncode == 0, p.stderr
+    lst = {l["name"]: l for l in listeners_json(out)}
+    assert "0.0.0.0_31400" in lst, list(lst)
+    l31400 = lst["0.0.0.0_31400"]
+    assert l31400["address"]["socket_address"]["port_value"] == 31400
+    assert not l31400.get("listener_filters"), "a plain TCP listener needs no tls_inspector"
+    assert len(l31400["filter_chains"]) == 1
+    chain = l31400["filter_chains"][0]
+    assert "filter_chain_match" not in chain
+    tp = tcp_proxy_of(chain)
+    assert tp["cluster"] == CLUSTER
+    assert tp["stat_prefix"] == CLUSTER
+    names = [c["name"] for c in clusters_json(out)]
+    assert CLUSTER in names
+
+
+def test_weighted_tcp_destinations_both_seen(backend_factory, gateway_factory):
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    tcp = """\
+  - route:
+    - destination: {host: echo-a, port: {number: 31400}}
+      weight: 50
+    - destination: {host: echo-b, port: {number: 31400}}
+      weight: 50"""
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("split", tcp), service_entry("echo-a", 31400, a.port),
+         service_entry("echo-b", 31400, b.port)],
+        ports=(31400,),
+    )
+    seen: dict[bytes, int] = {}
+    for _ in range(60):  # bounded; P(one side unseen after 60) ~ 2^-59
+        g = greeting_of(gw.port(31400))
+        seen[g] = seen.get(g, 0) + 1
+        if len(seen) >= 2 and sum(seen.values()) >= 10:
+            break
+    assert set(seen) == {b"A\n", b"B\n"}, seen
+    # weighted clusters: Istio's stat_prefix is "<vs-name>.<vs-namespace>"
+    dump = gw.admin("config_dump?resource=static_listeners")
+    assert '"weighted_clusters"' in dump
+    assert '"stat_prefix": "split.default"' in dump
+
+
+def test_zero_weight_destination_gets_nothing(backend_factory, gateway_factory):
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    tcp = """\
+  - route:
+    - destination: {host: echo-a, port: {number: 31400}}
+      weight: 100
+    - destination: {host: echo-b, port: {number: 31400}}
+      weight: 0"""
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("split", tcp), service_entry("echo-a", 31400, a.port),
+         service_entry("echo-b", 31400, b.port)],
+        ports=(31400,),
+    )
+    got = {greeting_of(gw.port(31400)) for _ in range(8)}
+    assert got == {b"A\n"}
+    assert b.connections == 0
+
+
+def test_tcp_match_port_other_than_server_gives_no_listener(backend_factory, gateway_factory):
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", route_to("echo", match="[{port: 31401}]")),
+         service_entry("echo", 31400, echo.port)],
+        ports=(31400,),
+        start=False,
+    )
+    r = gw.render()
+    assert r.exit_code == 0, r.stderr
+    assert "EG0212" in r.stderr, r.stderr
+    names = [l["name"] for l in yaml.safe_load((r.out_dir / "envoy.yaml").read_text())["static_resources"]["listeners"]]
+    assert f"0.0.0.0_{gw.port(31400)}" not in names
+    gw.start()
+    assert not port_is_open(gw.port(31400))
+    assert echo.connections == 0
+
+
+def test_tcp_match_port_equal_to_server_applies_and_first_applicable_entry_wins(backend_factory, gateway_factory):
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    c = backend_factory.tcp("c", greeting=b"C\n")
+    tcp = "\n".join([
+        route_to("echo-a", match="[{port: 9999}]"),              # does not apply to 31400
+        route_to("echo-b", match="[{port: 31400}]"),             # applies: wins
+        route_to("echo-c"),                                      # would apply, but comes later
+    ])
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", tcp), service_entry("echo-a", 31400, a.port),
+         service_entry("echo-b", 31400, b.port), service_entry("echo-c", 31400, c.port)],
+        ports=(31400,),
+    )
+    assert {greeting_of(gw.port(31400)) for _ in range(3)} == {b"B\n"}
+    assert a.connections == 0 and c.connections == 0
+
+
+def test_tcp_match_gateways_restricts(backend_factory, gateway_factory):
+    """tcp[].match.gateways naming another Gateway does not apply to this one."""
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    tcp = "\n".join([
+        route_to("echo-a", match="[{gateways: [other-gateway]}]"),
+        route_to("echo-b", match="[{gateways: [tcp-gateway]}]"),
+    ])
+    other = gateway("""\
+  - port: {number: 31401, name: tcp-other, protocol: TCP}
+    hosts: ["*"]""", name="other-gateway")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), other, tcp_vs("echo", tcp, gateways="[tcp-gateway, other-gateway]"),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(31400, 31401),
+    )
+    assert greeting_of(gw.port(31400)) == b"B\n"
+    # on other-gateway's port the first entry applies; destination port defaults stay explicit (31400)
+    assert greeting_of(gw.port(31401)) == b"A\n"
+
+
+def test_first_virtual_service_wins_by_creation_time(backend_factory, gateway_factory):
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER),
+         # "a-vs" sorts first by name but was created later: "z-vs" wins (creation time first)
+         tcp_vs("a-vs", route_to("echo-a"), created="2024-02-01T00:00:00Z"),
+         tcp_vs("z-vs", route_to("echo-b"), created="2024-01-01T00:00:00Z"),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(31400,),
+    )
+    assert {greeting_of(gw.port(31400)) for _ in range(3)} == {b"B\n"}
+    assert a.connections == 0
+
+
+def test_first_virtual_service_wins_by_name(backend_factory, gateway_factory):
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER),
+         tcp_vs("zz-vs", route_to("echo-b")),
+         tcp_vs("aa-vs", route_to("echo-a")),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(31400,),
+    )
+    assert {greeting_of(gw.port(31400)) for _ in range(3)} == {b"A\n"}
+    assert b.connections == 0
+
+
+def test_vs_whose_hosts_do_not_match_server_is_ignored(backend_factory, gateway_factory):
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    server = """\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["tcp.example.com"]"""
+    gw = gateway_factory(
+        [gateway(server),
+         tcp_vs("aa-vs", route_to("echo-a"), hosts='["other.example.org"]'),
+         tcp_vs("bb-vs", route_to("echo-b"), hosts='["tcp.example.com"]'),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(31400,),
+    )
+    assert greeting_of(gw.port(31400)) == b"B\n"
+    assert a.connections == 0
+
+
+def test_tcp_destination_port_defaults_to_server_port(backend_factory, gateway_factory):
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    tcp = "  - route:\n    - destination: {host: echo}"
+    gw = gateway_factory([gateway(TCP_SERVER), tcp_vs("echo", tcp), service_entry("echo", 31400, echo.port)],
+                         ports=(31400,))
+    assert greeting_of(gw.port(31400)) == b"E\n"
+    assert CLUSTER in gw.admin("clusters")
+
+
+# --------------------------------------------------------------------------
+# render-time errors
+
+
+def _render(gateway_factory, docs, ports=(31400,)):
+    gw = gateway_factory(docs, ports=ports, start=False)
+    return gw.render()
+
+
+def test_tcp_route_without_route_is_eg0103(gateway_factory):
+    tcp = "  - match: [{port: 31400}]"
+    r = _render(gateway_factory, [gateway(TCP_SERVER), tcp_vs("echo", tcp), service_entry("echo", 31400, 9)])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0103" in r.stderr
+    assert "spec.tcp[0]" in r.stderr
+    assert not (r.out_dir / "envoy.yaml").exists()
+
+
+def test_tcp_and_http_servers_on_one_port_is_eg0206(gateway_factory):
+    http_on_31400 = """\
+  - port: {number: 31400, name: http, protocol: HTTP}
+    hosts: ["web.example.com"]"""
+    r = _render(gateway_factory, [gateway(TCP_SERVER, http_on_31400), tcp_vs("echo", route_to("echo")),
+                                  service_entry("echo", 31400, 9)])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0206" in r.stderr
+    assert "spec.servers[1].port" in r.stderr
+
+
+def test_http_then_tcp_on_one_port_is_eg0206(gateway_factory):
+    http_on_31400 = """\
+  - port: {number: 31400, name: http, protocol: HTTP}
+    hosts: ["web.example.com"]"""
+    r = _render(gateway_factory, [gateway(http_on_31400, TCP_SERVER), tcp_vs("echo", route_to("echo")),
+                                  service_entry("echo", 31400, 9)])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0206" in r.stderr
+    assert "spec.servers[1].port" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# HTTP and TCP on one gateway
+
+
+def test_http_and_tcp_servers_on_different_ports(backend_factory, gateway_factory):
+    web = backend_factory("web")
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    http_vs = """
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: ["web.example.com"]
+  gateways: [tcp-gateway]
+  http:
+  - route:
+    - destination: {host: web, port: {number: 80}}
+"""
+    gw = gateway_factory(
+        [gateway(HTTP_SERVER, TCP_SERVER), http_vs, tcp_vs("echo", route_to("echo")),
+         service_entry("echo", 31400, echo.port), service_entry("web", 80, web.port, protocol="HTTP")],
+        ports=(80, 31400),
+    )
+    status, headers, _ = http_get(gw, 80, "/x", host="web.example.com")
+    assert status == 200
+    assert headers["x-backend"] == "web"
+    assert tcp_exchange(gw.port(31400), b"data\n", read_until=b"data\n") == b"E\ndata\n"
+    # HTTP bytes sent to the TCP port are just echoed (no HCM there)
+    assert tcp_exchange(gw.port(31400), b"GET / HTTP/1.1\r\n\r\n", read_until=b"\r\n\r\n") == b"E\nGET / HTTP/1.1\r\n\r\n"
+    assert web.count == 1
+    # the TCP VS does not leak into HTTP (its host "*" is not served by the HTTP server's vhost)
+    status, _, _ = http_get(gw, 80, "/", host="other.example.com")
+    assert status == 404
+
+
+# --------------------------------------------------------------------------
+# DestinationRule on a TCP cluster
+
+
+def _dr(tcp_settings: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  host: echo.{NS}.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp: {tcp_settings}
+"""
+
+
+def test_max_connections_one_overflows_second_connection(backend_factory, gateway_factory):
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port),
+         _dr("{maxConnections: 1}")],
+        ports=(31400,),
+    )
+    port = gw.port(31400)
+    first = socket.create_connection((LOCALHOST, port), timeout=5)
+    try:
+        first.sendall(b"one\n")
+        buf = b""
+        for _ in range(50):  # bounded
+            chunk = first.recv(100)
+            if not chunk:
+                break
+            buf += chunk
+            if buf.endswith(b"one\n"):
+                break
+        assert buf == b"E\none\n"
+        # second concurrent connection: the circuit breaker (max_connections 1) refuses it
+        assert connection_refused_or_closed(port)
+        overflow = wait_until(
+            lambda: {k: v for k, v in gw.stats("upstream_cx_overflow").items() if "echo" in k and v > 0},
+            timeout=5,
+        )
+        assert any(k.startswith("cluster.outbound|31400||echo.default.svc.cluster.local") for k in overflow), overflow
+        assert echo.connections == 1
+        # the first connection is unaffected
+        first.sendall(b"still\n")
+        buf = b""
+        for _ in range(50):
+            chunk = first.recv(100)
+            if not chunk:
+                break
+            buf += chunk
+            if buf.endswith(b"still\n"):
+                break
+        assert buf == b"still\n"
+    finally:
+        first.close()
+    # once the first is gone, a new one is admitted
+    def admitted() -> bool:
+        try:
+            return tcp_exchange(port, b"again\n", read_until=b"again\n", timeout=2) == b"E\nagain\n"
+        except OSError:
+            return False
+
+    wait_until(admitted, timeout=5)
+
+
+def test_idle_timeout_goes_on_tcp_proxy(backend_factory, gateway_factory):
+    """Istio: networkfilter.go sets TcpProxy.IdleTimeout from DR connectionPool.tcp.idleTimeout."""
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port),
+         _dr("{idleTimeout: 1s}")],
+        ports=(31400,),
+    )
+    chain = bundle_listener(gw.bundle_dir, f"0.0.0.0_{gw.port(31400)}")["filter_chains"][0]
+    tp = tcp_proxy_of(chain)
+    assert tp.get("idle_timeout") in ("1s", "1.000s"), tp
+    # and a real idle connection is closed by the gateway after ~1s
+    with socket.create_connection((LOCALHOST, gw.port(31400)), timeout=5) as s:
+        assert s.recv(10) == b"E\n"
+        t0 = time.monotonic()
+        s.settimeout(4)
+        try:
+            data = s.recv(10)
+        except socket.timeout:
+            data = None
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", "the gateway kept an idle connection open past idle_timeout 1s"
+        assert time.monotonic() - t0 < 3.5
+
+
+# --------------------------------------------------------------------------
+# TLS-terminated TCP (protocol TLS, mode SIMPLE / MUTUAL) + VS tcp: routes
+
+
+TLS_SERVER = """\
+  - port: {{number: 443, name: tls-echo, protocol: TLS}}
+    hosts: ["echo.example.com"]
+    tls: {{mode: {mode}, credentialName: echo-cred}}"""
+
+
+@pytest.fixture
+def echo_creds(tmp_path, cert_authority):
+    creds = tmp_path / "creds"
+    cert_authority.issue("echo.example.com").write(creds / "echo-cred")
+    ca = cert_authority.write_ca(tmp_path / "ca.pem")
+    client = cert_authority.issue("client.example.com", client=True)
+    cdir = tmp_path / "client"
+    client.write(cdir, ca=False)
+    return creds, ca, cdir / "tls.crt", cdir / "tls.key"
+
+
+def test_tls_simple_terminates_then_tcp_to_plain_backend(backend_factory, gateway_factory, echo_creds):
+    creds, ca, _, _ = echo_creds
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TLS_SERVER.format(mode="SIMPLE")),
+         tcp_vs("echo", route_to("echo", port=31400), hosts='["echo.example.com"]'),
+         service_entry("echo", 31400, echo.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    hs = tls_handshake(LOCALHOST, port, "echo.example.com", ca=ca)
+    assert hs.ok, hs.error
+    assert hs.subject_cn == "echo.example.com"  # the gateway's certificate, not a backend's
+    assert tls_exchange(port, "echo.example.com", b"secret\n", ca=ca, read_until=b"secret\n") == b"E\nsecret\n"
+    # the backend sees plaintext (TLS ended at the gateway)
+    assert b"secret\n" in echo.received
+    # SNI of another host: no chain (server_names = server hosts)
+    other = tls_handshake(LOCALHOST, port, "other.example.com", verify=False)
+    assert not other.ok
+    lst = bundle_listener(gw.bundle_dir, f"0.0.0.0_{port}")
+    assert [f["name"] for f in lst.get("listener_filters", [])] == ["envoy.filters.listener.tls_inspector"]
+    chain = lst["filter_chains"][0]
+    assert chain["filter_chain_match"]["server_names"] == ["echo.example.com"]
+    assert tcp_proxy_of(chain)["cluster"] == CLUSTER
+
+
+def test_tls_mutual_requires_client_certificate(backend_factory, gateway_factory, echo_creds):
+    creds, ca, client_cert, client_key = echo_creds
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TLS_SERVER.format(mode="MUTUAL")),
+         tcp_vs("echo", route_to("echo"), hosts='["echo.example.com"]'),
+         service_entry("echo", 31400, echo.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    with pytest.raises((OSError, ConnectionError)):
+        data = tls_exchange(port, "echo.example.com", b"nocert\n", ca=ca, read_until=b"nocert\n", timeout=3)
+        # TLS 1.3: the rejection can arrive as EOF after the handshake
+        if data == b"":
+            raise ConnectionError("closed")
+    assert b"nocert" not in echo.received
+    got = tls_exchange(port, "echo.example.com", b"withcert\n", ca=ca, client_cert=client_cert,
+                       client_key=client_key, read_until=b"withcert\n")
+    assert got == b"E\nwithcert\n"
+
+
+def test_tls_simple_server_ignores_vs_tls_routes(gateway_factory, echo_creds):
+    """Istio 3.4: on a TLS SIMPLE server only tcp: routes count; a VS with only tls: routes gives no listener."""
+    creds, _, _, _ = echo_creds
+    vs = """
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: ["echo.example.com"]
+  gateways: [tcp-gateway]
+  tls:
+  - match: [{sniHosts: [echo.example.com]}]
+    route:
+    - destination: {host: echo, port: {number: 31400}}
+"""
+    gw = gateway_factory([gateway(TLS_SERVER.format(mode="SIMPLE")), vs, service_entry("echo", 31400, 9)],
+                         ports=(443,), args=["--credentials-dir", str(creds)], start=False)
+    r = gw.render()
+    assert r.exit_code == 0, r.stderr
+    assert "EG0212" in r.stderr
+    names = [l["name"] for l in yaml.safe_load((r.out_dir / "envoy.yaml").read_text())["static_resources"]["listeners"]]
+    assert f"0.0.0.0_{gw.port(443)}" not in names
