@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..diagnostics import Findings
 from ..load import Document, format_path
-from .base import Loose, UnsupportedMarker
+from .base import Loose, NoEffectMarker, UnsupportedMarker
 from .core import Secret, Service
 from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService
 from .operator import IstioOperator
@@ -120,24 +120,26 @@ def _report_validation(exc: ValidationError, doc: Document, kind: str, name: str
             findings.error(doc.file, line, "EG0102", f"{what}: {msg} (found {shown})", path)
 
 
-def _walk_unsupported(obj: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]]) -> None:
+def _walk_unsupported(obj: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]],
+                      marker_type: type = UnsupportedMarker) -> None:
+    """Paths of fields that are set and carry ``marker_type`` (unsupported, or without effect)."""
     if isinstance(obj, BaseModel):
         for fname, finfo in type(obj).model_fields.items():
             value = getattr(obj, fname)
             if value is None:
                 continue
             key = finfo.alias or fname
-            marker = next((m for m in finfo.metadata if isinstance(m, UnsupportedMarker)), None)
+            marker = next((m for m in finfo.metadata if isinstance(m, marker_type)), None)
             if marker is not None:
                 out.append((path + (key,), marker.why))
                 continue
-            _walk_unsupported(value, path + (key,), out)
+            _walk_unsupported(value, path + (key,), out, marker_type)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            _walk_unsupported(v, path + (i,), out)
+            _walk_unsupported(v, path + (i,), out, marker_type)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            _walk_unsupported(v, path + (k,), out)
+            _walk_unsupported(v, path + (k,), out, marker_type)
 
 
 def _walk_loose_extras(obj: Any, path: tuple[Any, ...], out: list[tuple[Any, ...]]) -> None:
@@ -226,6 +228,11 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
                        format_path(path))
     if unsupported:
         return
+    no_effect: list[tuple[tuple[Any, ...], str]] = []
+    _walk_unsupported(obj, (), no_effect, NoEffectMarker)
+    for path, why in no_effect:
+        findings.info(doc.file, doc.line_of(path), "EG0005", f"{label}: {format_path(path)} has no effect on the gateway ({why})",
+                      format_path(path))
     extras: list[tuple[Any, ...]] = []
     _walk_loose_extras(obj, (), extras)
     for path in extras:

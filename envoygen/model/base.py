@@ -37,6 +37,16 @@ class UnsupportedMarker:
         self.why = why
 
 
+class NoEffectMarker:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def no_effect(why: str, typ: Any = Any) -> Any:
+    """A field accepted as valid that does not change the gateway: reported as info (EG0005)."""
+    return Annotated[typ, NoEffectMarker(why)]
+
+
 def unsupported(why: str) -> Any:
     """A field Istio has and envoygen refuses: any value but null is an error."""
     return Annotated[Any, UnsupportedMarker(why)]

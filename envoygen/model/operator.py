@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import Duration, Loose, Metadata, Port, Strict, unsupported
+from .base import Duration, Loose, Metadata, Port, Strict, no_effect, unsupported
 
 
 class OperatorServicePort(Strict):
@@ -38,9 +38,9 @@ class GatewayComponent(Strict):
     enabled: bool = False
     namespace: str = "istio-system"
     label: dict[str, str] = Field(default_factory=dict)
-    k8s: GatewayK8s | None = None
-    hub: str | None = None
-    tag: Any = None
+    k8s: GatewayK8s | None = Field(default=None, alias="k8s")
+    hub: no_effect("the image comes from envoygen build", str | None) = None
+    tag: no_effect("the image comes from envoygen build") = None
 
 
 class Components(Loose):
@@ -64,11 +64,11 @@ class GatewayTopology(Strict):
 class ProxyConfig(Strict):
     gateway_topology: GatewayTopology | None = None
     # fields about the istio-proxy sidecar/agent that do not shape this config
-    discovery_address: str | None = None
+    discovery_address: no_effect("there is no xDS server; the bootstrap is static", str | None) = None
     tracing: unsupported("tracing is not emitted by envoygen") = None
-    hold_application_until_proxy_starts: bool | None = None
-    termination_drain_duration: Duration | None = None
-    proxy_metadata: dict[str, str] | None = None
+    hold_application_until_proxy_starts: no_effect("applies to sidecars", bool | None) = None
+    termination_drain_duration: no_effect("the image drains for ENVOYGEN_DRAIN_SECONDS (docs/image.md)", Duration | None) = None
+    proxy_metadata: no_effect("pilot-agent metadata; there is no pilot-agent", dict[str, str] | None) = None
 
 
 class MeshConfig(Strict):
@@ -78,25 +78,26 @@ class MeshConfig(Strict):
     connect_timeout: Duration | None = None
     dns_refresh_rate: Duration | None = None
     default_http_retry_policy: RetryPolicy | None = None
-    enable_tracing: bool | None = None
+    enable_tracing: no_effect("envoygen emits no tracing (no collector at an air-gapped edge; docs/istio-fidelity.md)",
+                              bool | None) = None
     default_config: ProxyConfig | None = None
     h2_upgrade_policy: Literal["DO_NOT_UPGRADE", "UPGRADE"] | None = None
     path_normalization: unsupported("pathNormalization other than DEFAULT is not implemented") = None
-    outbound_traffic_policy: Any = None  # sidecar egress; no effect on an ingress gateway
-    enable_auto_mtls: bool | None = None  # mesh mTLS; no effect without mesh endpoints
-    trust_domain: str | None = None
-    root_namespace: str | None = None
+    outbound_traffic_policy: no_effect("sidecar egress policy") = None
+    enable_auto_mtls: no_effect("mesh mTLS to sidecar endpoints", bool | None) = None
+    trust_domain: no_effect("mesh identities", str | None) = None
+    root_namespace: no_effect("DestinationRules are looked up in creation order (docs/istio-fidelity.md)", str | None) = None
     extension_providers: unsupported("extension providers (tracing, ext_authz, ...) are not implemented") = None
     default_providers: unsupported("default providers are not implemented") = None
     tls_defaults: unsupported("meshConfig.tlsDefaults is not implemented") = None
 
 
 class OperatorSpec(Loose):
-    profile: str | None = None
+    profile: no_effect("profiles install Istio components; only ingressGateways and meshConfig are read", str | None) = None
     namespace: str | None = None
-    revision: str | None = None
-    hub: str | None = None
-    tag: Any = None
+    revision: no_effect("there is no control plane", str | None) = None
+    hub: no_effect("the image comes from envoygen build", str | None) = None
+    tag: no_effect("the image comes from envoygen build") = None
     mesh_config: MeshConfig | None = None
     components: Components | None = None
 
