@@ -17,6 +17,15 @@ say() { echo "docker.sh: $*" >&2; }
 
 engine_ok() { docker info >/dev/null 2>&1; }
 
+# Is a process with this exact name running? (/proc, so that procps is not needed)
+running() {
+    local comm
+    for comm in /proc/[0-9]*/comm; do
+        [ "$(cat "$comm" 2>/dev/null)" = "$1" ] && return 0
+    done
+    return 1
+}
+
 if command -v docker >/dev/null 2>&1 && engine_ok; then
     say "Docker engine already answering"
     exit 0
@@ -33,7 +42,7 @@ fi
 wait_for_dpkg() {
     local i
     for i in $(seq 1 300); do
-        if ! pgrep -x apt-get >/dev/null 2>&1 && ! pgrep -x dpkg >/dev/null 2>&1; then
+        if ! running apt-get && ! running dpkg; then
             return 0
         fi
         [ "$i" = 1 ] && say "waiting for a running apt-get/dpkg to finish"
@@ -43,19 +52,22 @@ wait_for_dpkg() {
     return 1
 }
 
-if ! command -v dockerd >/dev/null 2>&1; then
+have_docker() { command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1; }
+
+if ! have_docker; then
     wait_for_dpkg || exit 1
-    if ! command -v dockerd >/dev/null 2>&1; then
+    if ! have_docker; then
         say "dockerd not found; installing docker.io"
         export DEBIAN_FRONTEND=noninteractive
-        $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq docker.io >/dev/null \
+        $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null \
+            && $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker.io >/dev/null \
             || { say "apt-get install docker.io failed"; exit 1; }
     fi
 fi
 command -v dockerd >/dev/null 2>&1 || { say "dockerd still not found after install"; exit 1; }
 
 # Start dockerd unless one is already running (it may just be slow to answer).
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+if ! running dockerd; then
     say "starting dockerd (log: $DOCKERD_LOG)"
     # setsid: keep dockerd out of this script's process group and session.
     $SUDO setsid dockerd >>"$DOCKERD_LOG" 2>&1 < /dev/null &

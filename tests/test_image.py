@@ -246,6 +246,8 @@ def test_build_run_ready_serve(docker_client, base_image, reaper, tmp_path) -> N
     assert labels[image.LABEL_TITLE] == tag.split("/")[-1].split(":")[0]
     assert labels[image.LABEL_SOURCE]
     assert labels[image.LABEL_BASE_NAME] == base_image
+    assert labels["org.opencontainers.image.version"] == "test"  # the tag's, not the base image's
+    assert labels[image.LABEL_INIT] == "drain"
     cfg = img.attrs["Config"]
     assert cfg["User"] == "101:101"
     assert set(cfg["ExposedPorts"]) == {f"{p}/tcp" for p in (HTTP_PORT, HTTPS_PORT, READINESS_PORT, STATS_PORT)}
