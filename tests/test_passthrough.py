@@ -1,0 +1,307 @@
+"""TLS PASSTHROUGH servers: SNI routing by VirtualService ``tls:`` routes to TLS backends
+that present their own certificates (the gateway never terminates TLS).
+
+Istio semantics: istio-semantics.md 1.3 and 3.4 (``gateway.go`` passthrough chains):
+one filter chain per VS ``tls[].match`` with ``server_names = sniHosts`` and no TLS
+context; a duplicate SNI on the port is skipped with a warning (first VS wins); an
+unknown SNI or no SNI matches no chain and the connection is closed. Validation
+(``validation.go``): each sniHost must be a subset of a VS host; PASSTHROUGH servers may
+not carry ``credentialName``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness import LOCALHOST, https_get, tls_exchange, tls_handshake
+
+NS = "default"
+
+
+def gateway(*servers: str, name: str = "sni-gateway", created: str | None = None) -> str:
+    ts = f", creationTimestamp: '{created}'" if created else ""
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {{name: {name}, namespace: {NS}{ts}}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+{chr(10).join(servers)}
+"""
+
+
+def passthrough_server(hosts: list[str], name: str = "tls", extra: str = "") -> str:
+    hs = ", ".join(f'"{h}"' for h in hosts)
+    return f"""\
+  - port: {{number: 443, name: {name}, protocol: TLS}}
+    hosts: [{hs}]
+    tls: {{mode: PASSTHROUGH{extra}}}"""
+
+
+def tls_vs(name: str, hosts: list[str], snis: list[str], dest: str, gateways: str = "[sni-gateway]",
+           created: str | None = None) -> str:
+    ts = f", creationTimestamp: '{created}'" if created else ""
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: {name}, namespace: {NS}{ts}}}
+spec:
+  hosts: {yaml.safe_dump(hosts, default_flow_style=True).strip()}
+  gateways: {gateways}
+  tls:
+  - match:
+    - port: 443
+      sniHosts: {yaml.safe_dump(snis, default_flow_style=True).strip()}
+    route:
+    - destination: {{host: {dest}, port: {{number: 443}}}}
+"""
+
+
+def service_entry(name: str, target: int) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  hosts: [{name}.{NS}.svc.cluster.local]
+  ports: [{{number: 443, name: tls, protocol: TLS, targetPort: {target}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+
+
+@pytest.fixture
+def pki(tmp_path, cert_authority):
+    """Certificates for one.example.com and two.example.com, and the CA file."""
+    out = {}
+    for n in ("one", "two"):
+        d = cert_authority.issue(f"{n}.example.com").write(tmp_path / n, ca=False)
+        out[n] = (d / "tls.crt", d / "tls.key")
+    out["ca"] = cert_authority.write_ca(tmp_path / "ca.pem")
+    return out
+
+
+@pytest.fixture
+def backends(backend_factory, pki):
+    one = backend_factory.tls("one", cert=pki["one"][0], key=pki["one"][1])
+    two = backend_factory.tls("two", cert=pki["two"][0], key=pki["two"][1])
+    return one, two
+
+
+def _listener(gw, port: int) -> dict:
+    boot = yaml.safe_load(gw.bootstrap_path.read_text())
+    for lst in boot["static_resources"]["listeners"]:
+        if lst["name"] == f"0.0.0.0_{port}":
+            return lst
+    raise AssertionError("no listener for the passthrough port")
+
+
+def _assert_routed(port: int, sni: str, name: str, ca) -> None:
+    hs = tls_handshake(LOCALHOST, port, sni, ca=ca)
+    assert hs.ok, f"SNI {sni}: {hs.error!r}"
+    assert hs.subject_cn == f"{name}.example.com", f"SNI {sni} reached {hs.subject_cn}"
+    assert tls_exchange(port, sni, b"hi\n", ca=ca) == f"{name}\n".encode()
+
+
+def _assert_refused(port: int, sni: str | None) -> None:
+    hs = tls_handshake(LOCALHOST, port, sni, verify=False)
+    assert not hs.ok, f"SNI {sni!r} got a certificate {hs.subject_cn}"
+    assert hs.cert is None
+
+
+def test_sni_routes_to_the_backend_with_its_own_certificate(backends, gateway_factory, pki):
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com", "two.example.com"])),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"),
+         tls_vs("two", ["two.example.com"], ["two.example.com"], "two"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+    # HTTP over the passthrough connection reaches the backend that owns the SNI
+    r = https_get(gw, 443, "/", host="two.example.com", ca=pki["ca"])
+    assert r.status == 200
+    assert r.headers["x-backend"] == "two"
+    assert r.json()["sni"] == "two.example.com"  # the client's SNI reaches the backend untouched
+    assert r.tls.cert.subject_cn == "two.example.com"
+    assert {h["sni"] for h in one.handshakes} == {"one.example.com"}
+    n_one, n_two = len(one.handshakes), len(two.handshakes)
+    # unknown SNI and no SNI: no chain, connection closed, no certificate
+    _assert_refused(port, "three.example.com")
+    _assert_refused(port, None)
+    assert (len(one.handshakes), len(two.handshakes)) == (n_one, n_two)
+    # bundle shape: tls_inspector, one chain per SNI, no TLS context at the gateway
+    lst = _listener(gw, port)
+    assert [f["name"] for f in lst["listener_filters"]] == ["envoy.filters.listener.tls_inspector"]
+    chains = lst["filter_chains"]
+    assert sorted(c["filter_chain_match"]["server_names"] for c in chains) == [["one.example.com"], ["two.example.com"]]
+    for c in chains:
+        assert "transport_socket" not in c
+        tp = c["filters"][-1]["typed_config"]
+        want = "one" if c["filter_chain_match"]["server_names"] == ["one.example.com"] else "two"
+        assert tp["cluster"] == f"outbound|443||{want}.default.svc.cluster.local"
+
+
+def test_wildcard_server_host(backends, gateway_factory, pki):
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["*.example.com"])),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"),
+         tls_vs("two", ["*.example.com"], ["two.example.com"], "two"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+    _assert_refused(port, "other.example.com")  # matches the server host, but no VS sniHost
+
+
+def test_wildcard_sni_host_in_vs(backends, gateway_factory, pki):
+    one, _ = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["*.example.com"])),
+         tls_vs("any", ["*.example.com"], ["*.example.com"], "one"),
+         service_entry("one", one.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    hs = tls_handshake(LOCALHOST, port, "one.example.com", ca=pki["ca"])
+    assert hs.ok and hs.subject_cn == "one.example.com"
+    # a wildcard SNI chain matches any sub-domain (the backend's cert simply does not cover it)
+    hs = tls_handshake(LOCALHOST, port, "zzz.example.com", verify=False)
+    assert hs.ok and hs.subject_cn == "one.example.com"
+    _assert_refused(port, "example.org")
+
+
+def test_several_passthrough_servers_share_443(backends, gateway_factory, pki):
+    """Two Gateways, each with a PASSTHROUGH server on 443: one listener, chains chosen by SNI."""
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"], name="tls-one"), name="gw-one"),
+         gateway(passthrough_server(["two.example.com"], name="tls-two"), name="gw-two"),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one", gateways="[gw-one]"),
+         tls_vs("two", ["two.example.com"], ["two.example.com"], "two", gateways="[gw-two]"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+    _assert_refused(port, None)
+    names = [l["name"] for l in yaml.safe_load(gw.bootstrap_path.read_text())["static_resources"]["listeners"]]
+    assert names.count(f"0.0.0.0_{port}") == 1
+
+
+def test_two_servers_in_one_gateway_share_443(backends, gateway_factory, pki):
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"], name="tls-one"),
+                 passthrough_server(["two.example.com"], name="tls-two")),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"),
+         tls_vs("two", ["two.example.com"], ["two.example.com"], "two"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+
+
+def test_vs_not_matching_server_hosts_gets_no_chain(backends, gateway_factory, pki):
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"])),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"),
+         tls_vs("two", ["two.example.com"], ["two.example.com"], "two"),  # server does not admit two.example.com
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_refused(port, "two.example.com")
+    assert two.handshakes == []
+
+
+def test_duplicate_sni_first_vs_wins_with_warning(backends, gateway_factory, pki):
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com", "two.example.com"])),
+         # "b-first" was created first, so it wins SNI one.example.com although "a-second" sorts first by name
+         tls_vs("a-second", ["one.example.com", "two.example.com"], ["one.example.com", "two.example.com"], "two",
+                created="2024-02-01T00:00:00Z"),
+         tls_vs("b-first", ["one.example.com"], ["one.example.com"], "one", created="2024-01-01T00:00:00Z"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+        start=False,
+    )
+    r = gw.render()
+    assert r.exit_code == 0, r.stderr
+    assert "EG0206" in r.stderr
+    assert "warning" in r.stderr
+    gw.start()
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    # the later VS keeps its non-duplicate SNI
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+
+
+def test_tls_match_port_other_than_server_gives_no_listener(backends, gateway_factory):
+    one, _ = backends
+    vs = tls_vs("one", ["one.example.com"], ["one.example.com"], "one").replace("- port: 443", "- port: 8443")
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"])), vs, service_entry("one", one.port)],
+        ports=(443,),
+        start=False,
+    )
+    r = gw.render()
+    assert r.exit_code == 0, r.stderr
+    assert "EG0212" in r.stderr
+
+
+def _render_error(gateway_factory, docs):
+    gw = gateway_factory(docs, ports=(443,), start=False)
+    return gw.render()
+
+
+def test_sni_host_not_in_vs_hosts_is_eg0106(gateway_factory):
+    r = _render_error(gateway_factory, [
+        gateway(passthrough_server(["*.example.com"])),
+        tls_vs("one", ["one.example.com"], ["two.example.com"], "one"),
+        service_entry("one", 9),
+    ])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0106" in r.stderr
+    assert "sniHosts" in r.stderr
+
+
+def test_passthrough_with_credential_name_is_eg0106(gateway_factory):
+    r = _render_error(gateway_factory, [
+        gateway(passthrough_server(["one.example.com"], extra=", credentialName: one-cred")),
+        tls_vs("one", ["one.example.com"], ["one.example.com"], "one"),
+        service_entry("one", 9),
+    ])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0106" in r.stderr
+    assert "spec.servers[0].tls" in r.stderr
+
+
+def test_tls_route_without_route_is_eg0103(gateway_factory):
+    vs = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: one, namespace: {NS}}}
+spec:
+  hosts: [one.example.com]
+  gateways: [sni-gateway]
+  tls:
+  - match: [{{sniHosts: [one.example.com]}}]
+"""
+    r = _render_error(gateway_factory, [gateway(passthrough_server(["one.example.com"])), vs, service_entry("one", 9)])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0103" in r.stderr
