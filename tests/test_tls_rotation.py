@@ -1,0 +1,270 @@
+"""Certificate rotation in a running gateway, without a restart and without a failed request.
+
+The bundle's SDS files point Envoy at ``OUT/certs/<credential>/`` as a watched
+directory (the harness renders with ``--install-dir OUT``). The documented way to
+rotate is to *move* complete files into that directory: write them elsewhere on the
+same filesystem and ``os.rename`` them into place, or (as Kubernetes Secret volumes
+do) point ``tls.crt``/``tls.key`` at ``..data/...`` and swap the ``..data`` symlink
+atomically. While that happens a background client keeps making new TLS connections
+and every one of them must succeed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import threading
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from envoygen.certs import Minted, mint_ca, mint_client, mint_server
+from harness import LOCALHOST, https_get, tls_handshake, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+CERTS = REPO / "certs"
+ROOT_CA = CERTS / "_ca" / "root.crt"
+DEV_INTERMEDIATE = Minted((CERTS / "_ca" / "intermediate.crt").read_bytes(), (CERTS / "_ca" / "intermediate.key").read_bytes())
+HOST = "webapp.istioinaction.io"
+
+MAX_REQUESTS = 20_000
+MAX_SECONDS = 30.0
+
+
+def gateway_yaml(mode: str, backend_port: int) -> list[str]:
+    return [
+        f"""
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {{name: coolstore-gateway, namespace: istioinaction}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 443, name: https, protocol: HTTPS}}
+    hosts: [{HOST}]
+    tls: {{mode: {mode}, credentialName: webapp-credential}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: webapp, namespace: istioinaction}}
+spec:
+  hosts: [{HOST}]
+  gateways: [coolstore-gateway]
+  http:
+  - route:
+    - destination: {{host: webapp, port: {{number: 80}}}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: webapp, namespace: istioinaction}}
+spec:
+  hosts: [webapp.istioinaction.svc.cluster.local]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {backend_port}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+    ]
+
+
+def serial(pem: bytes) -> int:
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+class Hammer:
+    """Background client: one new TLS connection + request per iteration, bounded in count and time."""
+
+    def __init__(self, gw, client: dict | None = None) -> None:
+        self.gw = gw
+        self.client = client or {}
+        self.ok = 0
+        self.failures: list[str] = []
+        self.serials: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tls-hammer")
+
+    def set_client(self, client: dict) -> None:
+        self.client = client
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        for _ in range(MAX_REQUESTS):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                r = https_get(self.gw, 443, "/hammer", host=HOST, ca=ROOT_CA, timeout=5, **self.client)
+                if r.status == 200:
+                    self.ok += 1
+                    self.serials.append(r.tls.serial)
+                else:
+                    self.failures.append(f"status {r.status}")
+            except (ssl.SSLError, OSError) as e:
+                self.failures.append(repr(e))
+
+    def __enter__(self) -> "Hammer":
+        self._thread.start()
+        wait_until(lambda: self.ok + len(self.failures) >= 5, 10, message="hammer never got going")
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self._stop.set()
+        self._thread.join(timeout=MAX_SECONDS + 10)
+
+    @property
+    def sent(self) -> int:
+        return self.ok + len(self.failures)
+
+
+def copy_credentials(tmp: Path, names: list[str]) -> Path:
+    d = tmp / "creds"
+    for n in names:
+        shutil.copytree(CERTS / n, d / n)
+    return d
+
+
+def wait_for_serial(gw, want: int, timeout: float = 10.0) -> float:
+    t0 = time.monotonic()
+
+    def check() -> bool:
+        r = tls_handshake(LOCALHOST, gw.port(443), HOST, ca=ROOT_CA, probe=0)
+        return r.ok and r.serial == want
+
+    wait_until(check, timeout, interval=0.02, message=f"new certificate (serial {want:x}) never presented")
+    return time.monotonic() - t0
+
+
+def test_rotate_server_certificate_by_rename(tmp_path, backend_factory, gateway_factory):
+    webapp = backend_factory("webapp")
+    creds = copy_credentials(tmp_path, ["webapp-credential"])
+    gw = gateway_factory(gateway_yaml("SIMPLE", webapp.port), ports=(443,), args=["--credentials-dir", str(creds)])
+    live = gw.out_dir / "certs" / "webapp-credential"
+    old = serial((live / "tls.crt").read_bytes())
+    assert tls_handshake(LOCALHOST, gw.port(443), HOST, ca=ROOT_CA).serial == old
+
+    staging = gw.workdir / "staging"  # same filesystem as OUT, outside the watched directory
+    staging.mkdir()
+    rounds = 5
+    served = [old]
+    switches = []
+    with Hammer(gw) as h:
+        time.sleep(0.5)  # some traffic on the old certificate first
+        for _ in range(rounds):
+            new = mint_server([HOST], DEV_INTERMEDIATE)
+            (staging / "tls.crt").write_bytes(new.cert)
+            (staging / "tls.key").write_bytes(new.key)
+            os.chmod(staging / "tls.key", 0o600)
+            os.rename(staging / "tls.key", live / "tls.key")
+            os.rename(staging / "tls.crt", live / "tls.crt")
+            switches.append(wait_for_serial(gw, serial(new.cert)))
+            served.append(serial(new.cert))
+            time.sleep(0.3)  # traffic on each new certificate
+        time.sleep(0.3)
+    print(f"\n[rotation/rename] {rounds} rotations; new certificate served after "
+          f"{', '.join(f'{s:.3f}' for s in switches)} s (max {max(switches):.3f}s); hammer sent {h.sent} requests "
+          f"({h.ok} ok, {len(h.failures)} failed)")
+    assert h.failures == [], h.failures[:5]
+    assert h.sent >= 50
+    assert max(switches) < 5.0
+    # every certificate was seen by the hammer, in rotation order, and never came back
+    seen = [s for i, s in enumerate(h.serials) if i == 0 or h.serials[i - 1] != s]
+    assert seen == served, [f"{x:x}" for x in seen]
+    assert webapp.count >= h.ok
+    assert gw.running
+
+
+def test_rotate_server_certificate_by_symlink_swap(tmp_path, backend_factory, gateway_factory):
+    """Kubernetes Secret volume style: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>/, swap ..data."""
+    webapp = backend_factory("webapp")
+    creds = copy_credentials(tmp_path, ["webapp-credential"])
+    gw = gateway_factory(gateway_yaml("SIMPLE", webapp.port), ports=(443,), args=["--credentials-dir", str(creds)])
+    live = gw.out_dir / "certs" / "webapp-credential"
+    old_pem = (live / "tls.crt").read_bytes()
+    old = serial(old_pem)
+
+    def version_dir(name: str, cert: bytes, key: bytes) -> Path:
+        d = live / name
+        d.mkdir()
+        (d / "tls.crt").write_bytes(cert)
+        (d / "tls.key").write_bytes(key)
+        os.chmod(d / "tls.key", 0o600)
+        return d
+
+    def swap_data(target: str) -> None:
+        tmp_link = live / "..data_tmp"
+        os.symlink(target, tmp_link)
+        os.rename(tmp_link, live / "..data")  # atomic replace of the symlink
+
+    # Convert to the symlink layout with the same content (no change for clients).
+    version_dir("..v1", old_pem, (live / "tls.key").read_bytes())
+    swap_data("..v1")
+    for f in ("tls.crt", "tls.key"):
+        os.symlink(f"..data/{f}", live / f"{f}.tmp")
+        os.rename(live / f"{f}.tmp", live / f)
+    time.sleep(0.2)
+    assert tls_handshake(LOCALHOST, gw.port(443), HOST, ca=ROOT_CA).serial == old
+
+    new = mint_server([HOST], DEV_INTERMEDIATE)
+    version_dir("..v2", new.cert, new.key)
+    with Hammer(gw) as h:
+        time.sleep(0.5)
+        swap_data("..v2")
+        switch = wait_for_serial(gw, serial(new.cert))
+        time.sleep(0.5)
+    print(f"\n[rotation/symlink] new certificate served after {switch:.3f}s; hammer sent {h.sent} requests "
+          f"({h.ok} ok, {len(h.failures)} failed)")
+    assert h.failures == [], h.failures[:5]
+    assert h.sent >= 20
+    assert old in h.serials and serial(new.cert) in h.serials
+    first_new = h.serials.index(serial(new.cert))
+    assert old not in h.serials[first_new + 1:]
+
+
+def _client_ok(gw, client: dict) -> bool:
+    try:
+        return https_get(gw, 443, "/probe", host=HOST, ca=ROOT_CA, timeout=5, **client).status == 200
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_rotate_client_ca_for_mutual(tmp_path, backend_factory, gateway_factory):
+    """MUTUAL: trust old+new CA (bundle), move clients to the new CA, then drop the old CA — no failed request."""
+    webapp = backend_factory("webapp")
+    creds = copy_credentials(tmp_path, ["webapp-credential"])
+    gw = gateway_factory(gateway_yaml("MUTUAL", webapp.port), ports=(443,), args=["--credentials-dir", str(creds)])
+    live = gw.out_dir / "certs" / "webapp-credential"
+    old_client = {"client_cert": CERTS / "webapp-client" / "tls.crt", "client_key": CERTS / "webapp-client" / "tls.key"}
+    new_ca = mint_ca("rotated Root CA")
+    nc = mint_client("new-client", new_ca)
+    (tmp_path / "new-client.crt").write_bytes(nc.cert)
+    (tmp_path / "new-client.key").write_bytes(nc.key)
+    new_client = {"client_cert": tmp_path / "new-client.crt", "client_key": tmp_path / "new-client.key"}
+    assert _client_ok(gw, old_client)
+    assert not _client_ok(gw, new_client)
+
+    staging = gw.workdir / "staging"
+    staging.mkdir()
+    with Hammer(gw, old_client) as h:
+        # step 1: trust both CAs
+        (staging / "ca.crt").write_bytes(ROOT_CA.read_bytes() + new_ca.cert)
+        t0 = time.monotonic()
+        os.rename(staging / "ca.crt", live / "ca.crt")
+        wait_until(lambda: _client_ok(gw, new_client), 10, message="bundle CA never accepted the new client")
+        step1 = time.monotonic() - t0
+        # clients move to the new CA
+        h.set_client(new_client)
+        time.sleep(0.3)
+        # step 2: trust only the new CA
+        (staging / "ca.crt").write_bytes(new_ca.cert)
+        t0 = time.monotonic()
+        os.rename(staging / "ca.crt", live / "ca.crt")
+        wait_until(lambda: not _client_ok(gw, old_client), 10, message="old CA still trusted after removal")
+        step2 = time.monotonic() - t0
+        time.sleep(0.3)
+    print(f"\n[rotation/ca] new CA trusted after {step1:.3f}s, old CA dropped after {step2:.3f}s; hammer sent "
+          f"{h.sent} requests ({h.ok} ok, {len(h.failures)} failed)")
+    assert h.failures == [], h.failures[:5]
+    assert h.sent >= 10
+    assert _client_ok(gw, new_client)
+    assert 'Subject="CN=new-client' in webapp.requests[-1]["headers"]["x-forwarded-client-cert"] or \
+        any('CN=new-client' in r["headers"].get("x-forwarded-client-cert", "") for r in webapp.requests[-50:])
