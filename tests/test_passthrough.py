@@ -247,8 +247,59 @@ def test_duplicate_sni_first_vs_wins_with_warning(backends, gateway_factory, pki
     gw.start()
     port = gw.port(443)
     _assert_routed(port, "one.example.com", "one", pki["ca"])
-    # the later VS keeps its non-duplicate SNI
+    # Istio skips the whole tls match that holds a duplicate SNI (gateway.go
+    # buildGatewayNetworkFiltersFromTLSRoutes: CheckDuplicates(match.SniHosts) != 0 → continue), so the
+    # later VS's other SNI of that same match gets no chain either
+    _assert_refused(port, "two.example.com")
+    assert two.handshakes == []
+
+
+def test_duplicate_sni_in_separate_match_keeps_the_other_match(backends, gateway_factory, pki):
+    """Only the match holding the duplicate is skipped; another match of the same VS still applies."""
+    one, two = backends
+    later = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: a-later, namespace: {NS}, creationTimestamp: '2024-02-01T00:00:00Z'}}
+spec:
+  hosts: [one.example.com, two.example.com]
+  gateways: [sni-gateway]
+  tls:
+  - match: [{{sniHosts: [one.example.com]}}, {{sniHosts: [two.example.com]}}]
+    route:
+    - destination: {{host: two, port: {{number: 443}}}}
+"""
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com", "two.example.com"])),
+         later,
+         tls_vs("b-first", ["one.example.com"], ["one.example.com"], "one", created="2024-01-01T00:00:00Z"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
     _assert_routed(port, "two.example.com", "two", pki["ca"])
+    assert "EG0206" in gw.render_result.stderr
+
+
+def test_passthrough_server_with_duplicate_host_is_dropped_whole(backends, gateway_factory, pki):
+    """Istio mergeGateways: a server with TLS settings (PASSTHROUGH included) that repeats a host already
+    used on the port is skipped entirely ("skipping server on gateway ..., duplicate host names")."""
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"], name="tls-a"), name="gw-a", created="2024-01-01T00:00:00Z"),
+         gateway(passthrough_server(["one.example.com", "two.example.com"], name="tls-b"), name="gw-b",
+                 created="2024-02-01T00:00:00Z"),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one", gateways="[gw-a]"),
+         tls_vs("two", ["two.example.com"], ["two.example.com"], "two", gateways="[gw-b]"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_refused(port, "two.example.com")
+    assert two.handshakes == []
+    assert "EG0206" in gw.render_result.stderr
 
 
 def test_tls_match_port_other_than_server_gives_no_listener(backends, gateway_factory):

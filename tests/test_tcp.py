@@ -603,3 +603,42 @@ spec:
     assert "EG0212" in r.stderr
     names = [l["name"] for l in yaml.safe_load((r.out_dir / "envoy.yaml").read_text())["static_resources"]["listeners"]]
     assert f"0.0.0.0_{gw.port(443)}" not in names
+
+
+def test_tls_server_repeating_a_host_is_dropped_whole(backend_factory, gateway_factory, cert_authority, tmp_path):
+    """Istio mergeGateways: a TLS server whose hosts repeat one already used on the port (same bind) is
+    skipped entirely (CheckDuplicates → "skipping server on gateway ..., duplicate host names"), so
+    its other hosts are not served either."""
+    creds = tmp_path / "creds"
+    cert_authority.issue("echo.example.com").write(creds / "cred-a")
+    cert_authority.issue("echo.example.com", sans=["echo.example.com", "other.example.com"]).write(creds / "cred-b")
+    ca = cert_authority.write_ca(tmp_path / "ca.pem")
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    gw_a = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {{name: gw-a, namespace: {NS}, creationTimestamp: '2024-01-01T00:00:00Z'}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 443, name: tls-a, protocol: TLS}}
+    hosts: ["echo.example.com"]
+    tls: {{mode: SIMPLE, credentialName: cred-a}}
+"""
+    gw_b = gw_a.replace("gw-a", "gw-b").replace("2024-01-01", "2024-02-01").replace("tls-a", "tls-b").replace(
+        "cred-a", "cred-b").replace('["echo.example.com"]', '["echo.example.com", "other.example.com"]')
+    gw = gateway_factory(
+        [gw_a, gw_b,
+         tcp_vs("vs-a", route_to("echo-a"), hosts='["echo.example.com"]', gateways="[gw-a]"),
+         tcp_vs("vs-b", route_to("echo-b"), hosts='["other.example.com"]', gateways="[gw-b]"),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    assert tls_exchange(port, "echo.example.com", b"x\n", ca=ca, read_until=b"x\n") == b"A\nx\n"
+    other = tls_handshake(LOCALHOST, port, "other.example.com", ca=ca)
+    assert not other.ok, f"gw-b's server should be dropped whole, but SNI other.example.com got {other.subject_cn}"
+    assert b.connections == 0
+    assert "EG0206" in gw.render_result.stderr
