@@ -260,7 +260,7 @@ def save_image(client, tag: str, dest: Path, progress: Progress = print) -> Path
     try:
         with os.fdopen(fd, "wb") as out:
             image = client.images.get(tag)
-            for chunk in image.save(named=tag):
+            for chunk in image.save(named=_saved_name(tag, image.tags)):
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
@@ -585,6 +585,16 @@ def _repository_name(tag: str) -> str:
     name = tag.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return last.split(":", 1)[0] or name
+
+
+def _saved_name(tag: str, tags: list[str]) -> str | bool:
+    """The name ``docker save`` records, so that ``docker load`` tags the image
+    again: ``tag`` as Docker spells it (``gw`` is ``gw:latest``)."""
+    if tag in tags:
+        return tag
+    if "@" not in tag and ":" not in tag.rsplit("/", 1)[-1] and f"{tag}:latest" in tags:
+        return f"{tag}:latest"
+    return True  # the image's first tag
 
 
 def _tag_version(tag: str) -> str:

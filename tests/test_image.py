@@ -131,6 +131,44 @@ def test_init_source_compiles_without_warnings(tmp_path) -> None:  # noqa: ANN00
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize(("tag", "title", "version"), [
+    ("coolstore:1.2", "coolstore", "1.2"),
+    ("registry:5000/shop/coolstore:1.2", "coolstore", "1.2"),
+    ("registry:5000/shop/coolstore", "coolstore", "latest"),
+    ("gw@sha256:" + "0" * 64, "gw", "latest"),
+])
+def test_tag_names(tag: str, title: str, version: str) -> None:
+    assert image._repository_name(tag) == title
+    assert image._tag_version(tag) == version
+
+
+def test_saved_name_is_the_tag_as_docker_spells_it() -> None:
+    assert image._saved_name("gw:1", ["gw:1", "other:2"]) == "gw:1"
+    assert image._saved_name("gw", ["other:2", "gw:latest"]) == "gw:latest"
+    assert image._saved_name("reg:5000/gw", ["reg:5000/gw:latest"]) == "reg:5000/gw:latest"
+
+
+def test_base_context_layout(tmp_path) -> None:  # noqa: ANN001
+    libs = image.linked_libraries(image._embedded_envoy())
+    assert {Path(p).name for p in libs} == {
+        "libm.so.6", "librt.so.1", "libdl.so.2", "libpthread.so.0", "libc.so.6", "ld-linux-x86-64.so.2",
+    }
+    lines = Lines()
+    init = image.prepare_base_context(tmp_path, progress=lines)
+    assert (tmp_path / "Dockerfile").read_text() == image.BASE_DOCKERFILE
+    assert (tmp_path / "bin/envoy").stat().st_size == image._embedded_envoy().stat().st_size
+    for lib in libs:  # real files (links resolved) at the loader's paths
+        f = tmp_path / "rootfs" / lib.lstrip("/")
+        assert f.is_file() and not f.is_symlink()
+    assert "envoy:x:101:101:" in (tmp_path / "rootfs/etc/passwd").read_text()
+    assert (tmp_path / "rootfs/etc/ssl/certs/ca-certificates.crt").stat().st_size > 0
+    assert (tmp_path / "rootfs/tmp").stat().st_mode & 0o7777 == 0o1777
+    if init == "drain":
+        assert (tmp_path / "init/envoygen-init").read_bytes()[:4] == b"\x7fELF"
+    else:
+        assert "no working C compiler" in lines.text()
+
+
 # ---------------------------------------------------------------------------
 # Base image
 # ---------------------------------------------------------------------------
@@ -354,18 +392,19 @@ def test_build_failure_reports_the_log_tail(docker_client, base_image, reaper, t
 
 @docker
 def test_save_writes_an_archive_docker_load_accepts(docker_client, base_image, reaper, tmp_path) -> None:  # noqa: ANN001, F811
-    tag = gateway_tag(reaper)
+    tag = reaper.image(f"{TEST_REPO}/{unique('saved')}")  # no version: Docker's "latest"
     dest = tmp_path / "out" / "gateway.tar"
     dest.parent.mkdir()
     image_id = image.build_image(write_bundle(tmp_path / "b"), tag, save=dest, progress=lambda _l: None)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["gateway.tar"]  # no temp file left
     with tarfile.open(dest) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-    assert manifest[0]["RepoTags"] == [tag]
+    assert manifest[0]["RepoTags"] == [f"{tag}:latest"]
+    assert docker_client.images.get(tag).labels["org.opencontainers.image.version"] == "latest"
 
     docker_client.images.remove(tag, force=True)
     loaded = docker_client.images.load(dest.read_bytes())
-    assert tag in loaded[0].tags
+    assert f"{tag}:latest" in loaded[0].tags
     assert docker_client.images.get(tag).id == image_id
 
 
