@@ -11,6 +11,8 @@ not carry ``credentialName``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -356,3 +358,45 @@ spec:
     r = _render_error(gateway_factory, [gateway(passthrough_server(["one.example.com"])), vs, service_entry("one", 9)])
     assert r.exit_code == 1, r.stderr
     assert "EG0103" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# samples/sni-passthrough
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sni-passthrough"
+
+
+def test_sni_passthrough_sample(backend_factory, gateway_factory, cert_authority, tmp_path):
+    ca = cert_authority.write_ca(tmp_path / "ca.pem")
+    backends = {}
+    for name, host in (("nginx", "nginx.example.com"), ("legacy", "legacy.example.com")):
+        d = cert_authority.issue(host).write(tmp_path / name, ca=False)
+        backends[name] = backend_factory.tls(name, cert=d / "tls.crt", key=d / "tls.key")
+    local = "---\n".join(
+        f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: {svc}-local, namespace: default}}
+spec:
+  hosts: [{svc}.default.svc.cluster.local]
+  ports: [{{number: {port}, name: tls, protocol: TLS, targetPort: {backends[b].port}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+        for svc, port, b in (("my-nginx", 443, "nginx"), ("legacy-app", 8443, "legacy"))
+    )
+    args_file = SAMPLE / "render.args"
+    args = args_file.read_text().split() if args_file.exists() else []
+    gw = gateway_factory([SAMPLE, local], ports=(443,), args=args)
+    port = gw.port(443)
+    r = https_get(gw, 443, "/", host="nginx.example.com", ca=ca)
+    assert (r.status, r.headers["x-backend"], r.tls.cert.subject_cn) == (200, "nginx", "nginx.example.com")
+    r = https_get(gw, 443, "/", host="legacy.example.com", ca=ca)
+    assert (r.status, r.headers["x-backend"], r.tls.cert.subject_cn) == (200, "legacy", "legacy.example.com")
+    _assert_refused(port, "other.example.com")
+    _assert_refused(port, None)
+    chains = _listener(gw, port)["filter_chains"]
+    assert {c["filter_chain_match"]["server_names"][0]: c["filters"][-1]["typed_config"]["cluster"] for c in chains} == {
+        "nginx.example.com": "outbound|443||my-nginx.default.svc.cluster.local",
+        "legacy.example.com": "outbound|8443||legacy-app.default.svc.cluster.local",
+    }

@@ -642,3 +642,34 @@ spec:
     assert not other.ok, f"gw-b's server should be dropped whole, but SNI other.example.com got {other.subject_cn}"
     assert b.connections == 0
     assert "EG0206" in gw.render_result.stderr
+
+
+# --------------------------------------------------------------------------
+# samples/tcp-echo
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "tcp-echo"
+
+
+def test_tcp_echo_sample(backend_factory, gateway_factory):
+    echo = backend_factory.tcp("tcp-echo", greeting=b"tcp-echo ready\n")
+    local = """
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: tcp-echo-local, namespace: tcp-echo}
+spec:
+  hosts: [tcp-echo.tcp-echo.svc.cluster.local]
+  ports: [{number: 9000, name: tcp, protocol: TCP, targetPort: %d}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+""" % echo.port
+    args_file = SAMPLE / "render.args"
+    args = args_file.read_text().split() if args_file.exists() else []
+    gw = gateway_factory([SAMPLE, local], ports=(31400,), args=args)
+    assert tcp_exchange(gw.port(31400), b"hello\n", read_until=b"hello\n") == b"tcp-echo ready\nhello\n"
+    assert echo.received == b"hello\n"
+    cluster = "outbound|9000||tcp-echo.tcp-echo.svc.cluster.local"
+    chain = bundle_listener(gw.bundle_dir, f"0.0.0.0_{gw.port(31400)}")["filter_chains"][0]
+    tp = tcp_proxy_of(chain)
+    assert tp["cluster"] == cluster
+    assert tp.get("idle_timeout") == "1800s"  # DR connectionPool.tcp.idleTimeout: 30m
+    assert f"{cluster}::default_priority::max_connections::100" in gw.admin("clusters")
