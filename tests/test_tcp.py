@@ -673,3 +673,101 @@ spec:
     assert tp["cluster"] == cluster
     assert tp.get("idle_timeout") == "1800s"  # DR connectionPool.tcp.idleTimeout: 30m
     assert f"{cluster}::default_priority::max_connections::100" in gw.admin("clusters")
+
+
+# --------------------------------------------------------------------------
+# more DestinationRule → tcp_proxy (Istio networkfilter.go buildOutboundNetworkFiltersWithSingleDestination)
+
+
+def test_max_connection_duration_goes_on_tcp_proxy(backend_factory, gateway_factory):
+    """DR connectionPool.tcp.maxConnectionDuration → TcpProxy.max_downstream_connection_duration:
+    even a busy connection is closed after it."""
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port),
+         _dr("{maxConnectionDuration: 1s}")],
+        ports=(31400,),
+    )
+    tp = tcp_proxy_of(bundle_listener(gw.bundle_dir, f"0.0.0.0_{gw.port(31400)}")["filter_chains"][0])
+    assert tp.get("max_downstream_connection_duration") in ("1s", "1.000s"), tp
+    closed = False
+    with socket.create_connection((LOCALHOST, gw.port(31400)), timeout=5) as s:
+        s.settimeout(1)
+        assert s.recv(10) == b"E\n"
+        t0 = time.monotonic()
+        for i in range(20):  # bounded: ~4 s of traffic, one line every 0.2 s
+            try:
+                s.sendall(b"tick\n")
+                data = s.recv(100)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            except socket.timeout:
+                data = b"?"
+            if data == b"":
+                closed = True
+                break
+            time.sleep(0.2)
+        assert closed, "a busy connection outlived maxConnectionDuration 1s"
+        assert time.monotonic() - t0 < 3.5
+
+
+def test_tcp_proxy_idle_timeout_comes_from_top_level_policy(tmp_path):
+    """Istio reads destinationRule.GetTrafficPolicy().GetConnectionPool().GetTcp().GetIdleTimeout() for the
+    tcp_proxy: the top-level policy, regardless of portLevelSettings (which only shape the cluster)."""
+    dr = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  host: echo.{NS}.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp: {{idleTimeout: 7s}}
+    portLevelSettings:
+    - port: {{number: 31400}}
+      connectionPool:
+        tcp: {{maxConnections: 10}}
+"""
+    inp = write_inputs(tmp_path, gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")),
+                       service_entry("echo", 31400, 9999), dr)
+    out = tmp_path / "out"
+    p = run_envoygen(["render", "-f", str(inp), "-o", str(out)])
+    assert p.returncode == 0, p.stderr
+    tp = tcp_proxy_of(bundle_listener(out, "0.0.0.0_31400")["filter_chains"][0])
+    assert tp.get("idle_timeout") == "7s", tp
+    cl = {c["name"]: c for c in clusters_json(out)}[CLUSTER]
+    assert cl["circuit_breakers"]["thresholds"][0]["max_connections"] == 10
+
+
+def test_consistent_hash_source_ip_pins_tcp_connections(backend_factory, gateway_factory):
+    """DR loadBalancer.consistentHash.useSourceIp → tcp_proxy hash_policy source_ip (Istio maybeSetHashPolicy):
+    every connection from 127.0.0.1 lands on the same endpoint."""
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    se = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  hosts: [echo.{NS}.svc.cluster.local]
+  ports: [{{number: 31400, name: tcp, protocol: TCP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{tcp: {a.port}}}}}
+  - {{address: 127.0.0.1, ports: {{tcp: {b.port}}}}}
+"""
+    dr = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  host: echo.{NS}.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {{useSourceIp: true}}
+"""
+    gw = gateway_factory([gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), se, dr], ports=(31400,))
+    tp = tcp_proxy_of(bundle_listener(gw.bundle_dir, f"0.0.0.0_{gw.port(31400)}")["filter_chains"][0])
+    assert tp.get("hash_policy") == [{"source_ip": {}}], tp
+    seen = {greeting_of(gw.port(31400)) for _ in range(16)}
+    assert len(seen) == 1, f"source-IP hashing should pin one endpoint, saw {seen}"
