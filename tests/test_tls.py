@@ -188,6 +188,9 @@ def test_simple_multihost_sni_alpn_and_host_mismatch(backend_factory, gateway_fa
         assert r.tls.serial == serial_of((CERTS / cred / "tls.crt").read_bytes())
         assert r.tls.alpn == "http/1.1"
     assert catalog.requests[-1]["headers"]["x-forwarded-proto"] == "https"
+    # Host ports are ignored in host matching (ignore_port_in_host_matching)
+    r = https_get(gw, 443, "/p", host="catalog.istioinaction.io:443", ca=ROOT_CA)
+    assert r.status == 200 and r.headers["x-backend"] == "catalog"
 
     # The route table of a chain only holds its own server's hosts: SNI a + Host b -> 404.
     r = https_get(gw, 443, "/", host="catalog.istioinaction.io", sni="webapp.istioinaction.io", ca=ROOT_CA)
@@ -296,6 +299,7 @@ def _mtls_gateway(tmp_path: Path, backend_port: int) -> tuple[list[str], dict]:
     other_client = mint_client("other-client", other)
     oc_crt, oc_key = write_minted(tmp_path / "other-client", other_client)
     other_server = mint_server(["sep.istioinaction.io"], other)
+    other_base = mint_server(["base.istioinaction.io"], other)
 
     def server(name: str, host: str, tls: str) -> str:
         return (f"  - port: {{number: 443, name: https-{name}, protocol: HTTPS}}\n"
@@ -319,16 +323,19 @@ def _mtls_gateway(tmp_path: Path, backend_port: int) -> tuple[list[str], dict]:
                  f"{{mode: MUTUAL, {wc}, verifyCertificateSpki: ['{b64(b'x' * 32)}']}}")
         + server("caname", "caname.istioinaction.io", f"{{mode: MUTUAL, {wc}, caCertCredentialName: other-ca}}")
         + server("sep", "sep.istioinaction.io", "{mode: MUTUAL, credentialName: sep-cred}")
+        + server("base", "base.istioinaction.io", "{mode: MUTUAL, credentialName: base-cred}")
     )
     docs = [
         gw_yaml,
         vs("all", ["*.istioinaction.io"], "webapp"),
         service_entries(webapp=backend_port),
         # caCertCredentialName: a CA-only Secret (Istio reads <name>-cacert first, then <name>)
-        secret("other-ca", {"ca.crt": other.cert}, "Opaque"),
+        secret("other-ca", {"cacert": other.cert}, "Opaque"),
         # base Secret carries the dev root as ca.crt, but the -cacert Secret (other CA) is the one used
         secret("sep-cred", {"tls.crt": other_server.cert, "tls.key": other_server.key, "ca.crt": ROOT_CA.read_bytes()}),
         secret("sep-cred-cacert", {"ca.crt": other.cert}, "Opaque"),
+        # no base-cred-cacert Secret: the CA comes from ca.crt in the base Secret itself
+        secret("base-cred", {"tls.crt": other_base.cert, "tls.key": other_base.key, "ca.crt": other.cert}),
     ]
     info = dict(client_crt=client_crt, client_key=client_key, client_der=client_der, good_hash=good_hash,
                 oc_crt=oc_crt, oc_key=oc_key, other_ca=tmp_path / "other-ca.crt")
@@ -403,6 +410,9 @@ def test_mutual_optional_mutual_and_client_verification(tmp_path, backend_factor
     r = https_get(gw, 443, "/", host="sep.istioinaction.io", ca=c["other_ca"], **other_client)
     assert r.status == 200
     refused(handshake(gw, "sep.istioinaction.io", ca=c["other_ca"], **dev_client))
+    # no <name>-cacert Secret: ca.crt of the base Secret is the CA.
+    assert https_get(gw, 443, "/", host="base.istioinaction.io", ca=c["other_ca"], **other_client).status == 200
+    refused(handshake(gw, "base.istioinaction.io", ca=c["other_ca"], **dev_client))
 
     # curl and openssl agree with the Python client.
     port = gw.port(443)
@@ -572,3 +582,43 @@ spec:
     # the dev client from certs/ belongs to another CA
     refused(handshake(gw, "app.example.com", ca=creds / "_ca" / "root.crt",
                       client_cert=CERTS / "webapp-client" / "tls.crt", client_key=CERTS / "webapp-client" / "tls.key"))
+
+
+# --------------------------------------------------------------------------
+# credentialNames: an RSA and an ECDSA certificate on one server
+
+
+def test_credential_names_rsa_and_ecdsa(tmp_path, backend_factory, gateway_factory):
+    webapp = backend_factory("webapp")
+    ca = mint_ca("dual Root CA")
+    (tmp_path / "ca.crt").write_bytes(ca.cert)
+    rsa = mint_server(["dual.example.com"], ca, key_type="rsa")
+    ecd = mint_server(["dual.example.com"], ca, key_type="ec")
+    creds = tmp_path / "creds"
+    write_minted(creds / "dual-rsa", rsa)
+    write_minted(creds / "dual-ec", ecd)
+    gw_yaml = """
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: coolstore-gateway, namespace: istioinaction}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [dual.example.com]
+    tls: {mode: SIMPLE, credentialNames: [dual-rsa, dual-ec]}
+"""
+    gw = gateway_factory([gw_yaml, vs("dual", ["dual.example.com"], "webapp"), service_entries(webapp=webapp.port)],
+                         ports=(443,), args=["--credentials-dir", str(creds)])
+    port = gw.port(443)
+    seen = {}
+    for sigalgs in ("rsa_pss_rsae_sha256:rsa_pkcs1_sha256", "ecdsa_secp256r1_sha256"):
+        p = openssl_s_client(port, "dual.example.com", "-sigalgs", sigalgs, "-CAfile", str(tmp_path / "ca.crt"),
+                             "-showcerts", brief=False)
+        assert "Verify return code: 0 (ok)" in p.stdout, p.stdout + p.stderr
+        pem = p.stdout[p.stdout.index("-----BEGIN CERTIFICATE-----"):]
+        pem = pem[: pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+        seen[sigalgs] = serial_of(pem)
+    assert seen["rsa_pss_rsae_sha256:rsa_pkcs1_sha256"] == serial_of(rsa.cert)
+    assert seen["ecdsa_secp256r1_sha256"] == serial_of(ecd.cert)
+    assert https_get(gw, 443, "/", host="dual.example.com", ca=tmp_path / "ca.crt").status == 200
