@@ -122,6 +122,8 @@ def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, reg
         f.error(vs.file, vs.line(*path, "host"), "EG0203",
                 f"VirtualService {vs.key}: destination host {host} comes from {svc.origin} with resolution NONE, "
                 "which gives a gateway no endpoints (Istio answers 503)", where + ".host", "use resolution STATIC or DNS")
+    if svc.dropped and (d.port is None or d.port.number in svc.dropped):
+        return  # that port was already refused where the service defines it
     if d.port is not None:
         ports = [d.port.number]
     elif len(svc.ports) == 1:
@@ -144,7 +146,7 @@ def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, reg
 
 def check_virtual_services(resources: Resources, workloads: list[Workload], f: Findings) -> None:
     gateways = {g.key: g for g in resources.gateways}
-    registry = build_registry(resources, Findings())
+    registry = build_registry(resources, f)  # its findings (named targetPort, STATIC hostnames) are reported here
     rules = merged_rules(resources, workloads[0].namespace if workloads else "istio-system", Findings())
     for vs in resources.virtual_services:
         spec = vs.obj.spec

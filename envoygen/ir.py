@@ -95,7 +95,8 @@ class MirrorPolicy:
 
 @dataclass(frozen=True)
 class RouteAction:
-    clusters: tuple[WeightedCluster, ...]  # one → cluster, several → weighted_clusters
+    clusters: tuple[WeightedCluster, ...]
+    weighted: bool = False  # the VirtualService had several destinations: weighted_clusters
     timeout: float = 0.0
     retry: RetryPolicy | None = None
     prefix_rewrite: str | None = None
@@ -125,10 +126,10 @@ class DirectResponse:
 @dataclass(frozen=True)
 class Fault:
     delay: float | None = None
-    delay_per_million: int = 1_000_000
+    delay_fraction: tuple[int, str] = (0, "HUNDRED")  # (numerator, HUNDRED|MILLION)
     abort_status: int | None = None
     abort_grpc_status: int | None = None
-    abort_per_million: int = 1_000_000
+    abort_fraction: tuple[int, str] | None = None  # None: Envoy's default (0%), as Istio leaves it unset
 
 
 @dataclass(frozen=True)

@@ -182,19 +182,21 @@ def fault(f: HTTPFaultInjection | None) -> ir.Fault | None:
     if f is None:
         return None
     kw: dict = {}
+    # TranslateFault: a percentage is per-million; the deprecated integer percent
+    # (and its absence, 0) per-hundred; an abort without percentage stays unset (0%).
     if f.delay is not None and f.delay.fixed_delay is not None:
         kw["delay"] = f.delay.fixed_delay
         if f.delay.percentage is not None:
-            kw["delay_per_million"] = int(round(f.delay.percentage.value * 10000))
-        elif f.delay.percent is not None:
-            kw["delay_per_million"] = f.delay.percent * 10000
+            kw["delay_fraction"] = (int(round(f.delay.percentage.value * 10000)), "MILLION")
+        else:
+            kw["delay_fraction"] = (f.delay.percent or 0, "HUNDRED")
     if f.abort is not None:
         if f.abort.http_status is not None:
             kw["abort_status"] = f.abort.http_status
         else:
             kw["abort_grpc_status"] = GRPC_CODES.get((f.abort.grpc_status or "").upper(), 2)
         if f.abort.percentage is not None:
-            kw["abort_per_million"] = int(round(f.abort.percentage.value * 10000))
+            kw["abort_fraction"] = (int(round(f.abort.percentage.value * 10000)), "MILLION")
     return ir.Fault(**kw) if kw else None
 
 
@@ -256,18 +258,22 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
             weighted.append(ir.WeightedCluster(name, dst.weight, dh, dhost))
     hash_policy = next(iter(hashes)) if len(hashes) == 1 else ()
     mesh_default = ctx.workload.mesh.default_http_retry_policy
+    # MirrorPercent: unset = 100%; an explicit 0 means no mirror policy at all
     mirrors = []
     if http.mirror is not None:
         pct = http.mirror_percentage.value if http.mirror_percentage is not None else None
-        mirrors.append(ir.MirrorPolicy(destination_cluster(http.mirror, vs.namespace, registry, scope.port), pct))
+        if pct is None or pct > 0:
+            mirrors.append(ir.MirrorPolicy(destination_cluster(http.mirror, vs.namespace, registry, scope.port), pct))
     for m in http.mirrors:
-        mirrors.append(ir.MirrorPolicy(destination_cluster(m.destination, vs.namespace, registry, scope.port),
-                                       m.percentage.value if m.percentage else None))
+        pct = m.percentage.value if m.percentage is not None else None
+        if pct is None or pct > 0:
+            mirrors.append(ir.MirrorPolicy(destination_cluster(m.destination, vs.namespace, registry, scope.port), pct))
     rw = http.rewrite
     if rw is not None and rw.authority:
         host_rewrite = rw.authority
     action = ir.RouteAction(
         clusters=tuple(weighted),
+        weighted=not single,
         timeout=http.timeout if http.timeout is not None else 0.0,
         retry=retry_policy(http.retries, mesh_default, bool(hash_policy)),
         prefix_rewrite=rw.uri if rw is not None else None,

@@ -44,6 +44,7 @@ class ServiceInfo:
     origin: str
     file: str
     line: int
+    dropped: tuple[int, ...] = ()  # ports refused with an error already reported (e.g. named targetPort)
 
     def port(self, number: int) -> SvcPort | None:
         return next((p for p in self.ports if p.number == number), None)
@@ -104,15 +105,17 @@ def build_registry(resources: Resources, findings: Findings) -> dict[str, Servic
         if host in reg:
             continue  # a ServiceEntry for the same host comes first
         ports = []
+        dropped = []
         for i, p in enumerate(svc.obj.spec.ports):
             if isinstance(p.target_port, str):
+                dropped.append(p.port)
                 findings.error(svc.file, svc.line("spec", "ports", i, "targetPort"), "EG0104",
                                f"Service {svc.key}: named targetPort {p.target_port!r} cannot be resolved without pods",
                                f"spec.ports[{i}].targetPort", "use the container port number")
                 continue
             ports.append(SvcPort(p.port, p.name or "", _protocol_of_k8s_port(p.name, p.app_protocol), p.target_port or p.port))
         reg[host] = ServiceInfo(host, svc.namespace, ports, "DNS", [SvcEndpoint(host, {}, {})],
-                                f"Service {svc.key}", svc.file, svc.line("metadata", "name"))
+                                f"Service {svc.key}", svc.file, svc.line("metadata", "name"), tuple(dropped))
     return reg
 
 
