@@ -400,3 +400,148 @@ spec:
         "nginx.example.com": "outbound|443||my-nginx.default.svc.cluster.local",
         "legacy.example.com": "outbound|8443||legacy-app.default.svc.cluster.local",
     }
+
+
+# --------------------------------------------------------------------------
+# more shapes
+
+
+def test_https_protocol_with_passthrough_mode(backends, gateway_factory, pki):
+    """Istio's own task uses protocol HTTPS + mode PASSTHROUGH: same SNI routing, no termination."""
+    one, _ = backends
+    server = """\
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["one.example.com"]
+    tls: {mode: PASSTHROUGH}"""
+    gw = gateway_factory(
+        [gateway(server), tls_vs("one", ["one.example.com"], ["one.example.com"], "one"),
+         service_entry("one", one.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_refused(port, None)
+
+
+def test_terminating_https_and_passthrough_share_443(backend_factory, backends, gateway_factory, pki,
+                                                     cert_authority, tmp_path):
+    """An HTTPS server (terminated with the gateway's certificate) and a PASSTHROUGH server on the same
+    port: one listener, the SNI picks the chain."""
+    one, _ = backends
+    web = backend_factory("web")
+    creds = tmp_path / "creds"
+    cert_authority.issue("web.example.com").write(creds / "web-cred")
+    https = """\
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["web.example.com"]
+    tls: {mode: SIMPLE, credentialName: web-cred}"""
+    web_vs = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  hosts: [web.example.com]
+  gateways: [sni-gateway]
+  http:
+  - route:
+    - destination: {{host: web, port: {{number: 80}}}}
+"""
+    web_se = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  hosts: [web.{NS}.svc.cluster.local]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {web.port}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+    gw = gateway_factory(
+        [gateway(https, passthrough_server(["one.example.com"], name="tls-one")), web_vs, web_se,
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"), service_entry("one", one.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    r = https_get(gw, 443, "/hello", host="web.example.com", ca=pki["ca"])
+    assert (r.status, r.headers["x-backend"], r.tls.cert.subject_cn) == (200, "web", "web.example.com")
+    assert web.requests[-1]["headers"]["x-forwarded-proto"] == "https"
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_refused(port, "other.example.com")
+    assert len(_listener(gw, port)["filter_chains"]) == 2
+
+
+def test_exact_sni_beats_wildcard_sni(backends, gateway_factory, pki):
+    """Chains for *.example.com and one.example.com are both kept (CheckDuplicates compares literal strings);
+    Envoy prefers the exact server name."""
+    one, two = backends
+    gw = gateway_factory(
+        [gateway(passthrough_server(["*.example.com"])),
+         tls_vs("a-wild", ["*.example.com"], ["*.example.com"], "two"),
+         tls_vs("b-exact", ["one.example.com"], ["one.example.com"], "one"),
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+    hs = tls_handshake(LOCALHOST, port, "x.example.com", verify=False)
+    assert hs.ok and hs.subject_cn == "two.example.com"
+
+
+def test_tls_match_gateways_restricts(backends, gateway_factory, pki):
+    one, two = backends
+    vs = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: both, namespace: {NS}}}
+spec:
+  hosts: [one.example.com, two.example.com]
+  gateways: [sni-gateway]
+  tls:
+  - match: [{{sniHosts: [one.example.com], gateways: [other-gateway]}}]
+    route: [{{destination: {{host: one, port: {{number: 443}}}}}}]
+  - match: [{{sniHosts: [two.example.com], gateways: [sni-gateway]}}]
+    route: [{{destination: {{host: two, port: {{number: 443}}}}}}]
+"""
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com", "two.example.com"])), vs,
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    port = gw.port(443)
+    _assert_refused(port, "one.example.com")
+    _assert_routed(port, "two.example.com", "two", pki["ca"])
+    assert one.handshakes == []
+
+
+def test_weighted_passthrough_destinations(backend_factory, gateway_factory, pki, cert_authority, tmp_path):
+    """Two backends for the same SNI with weights: both answer (each with its own certificate for the name)."""
+    backs = {}
+    for n in ("blue", "green"):
+        d = cert_authority.issue("app.example.com").write(tmp_path / n, ca=False)
+        backs[n] = backend_factory.tls(n, cert=d / "tls.crt", key=d / "tls.key")
+    vs = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: app, namespace: {NS}}}
+spec:
+  hosts: [app.example.com]
+  gateways: [sni-gateway]
+  tls:
+  - match: [{{sniHosts: [app.example.com]}}]
+    route:
+    - {{destination: {{host: blue, port: {{number: 443}}}}, weight: 50}}
+    - {{destination: {{host: green, port: {{number: 443}}}}, weight: 50}}
+"""
+    gw = gateway_factory(
+        [gateway(passthrough_server(["app.example.com"])), vs,
+         service_entry("blue", backs["blue"].port), service_entry("green", backs["green"].port)],
+        ports=(443,),
+    )
+    seen = set()
+    for _ in range(40):  # bounded
+        seen.add(tls_exchange(gw.port(443), "app.example.com", b"who\n", ca=pki["ca"]))
+        if len(seen) == 2:
+            break
+    assert seen == {b"blue\n", b"green\n"}
