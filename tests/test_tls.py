@@ -236,7 +236,8 @@ def test_simple_credentials_from_secrets_and_files(tmp_path, backend_factory, ga
     ca = mint_ca("tls-test Root CA")
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(ca.cert)
-    m = {h: mint_server([f"{h}.example.com"], ca) for h in ("tls", "opaque", "generic", "dir", "file", "both")}
+    m = {h: mint_server([f"{h}.example.com"], ca) for h in ("tls", "opaque", "generic", "dir", "file", "both", "pref")}
+    pref_loser = mint_server(["pref.example.com"], ca)
     creds = tmp_path / "creds"
     write_minted(creds / "dir-cred", m["dir"])
     shadow = mint_server(["both.example.com"], ca)
@@ -259,6 +260,7 @@ def test_simple_credentials_from_secrets_and_files(tmp_path, backend_factory, ga
         + server("generic", "generic.example.com", "{mode: SIMPLE, credentialName: generic-cred}")
         + server("dir", "dir.example.com", "{mode: SIMPLE, credentialName: dir-cred}")
         + server("both", "both.example.com", "{mode: SIMPLE, credentialName: both-cred}")
+        + server("pref", "pref.example.com", "{mode: SIMPLE, credentialName: pref-cred}")
         + server("file", "file.example.com", f"{{mode: SIMPLE, serverCertificate: {fcrt}, privateKey: {fkey}}}")
     )
     docs = [
@@ -269,9 +271,12 @@ def test_simple_credentials_from_secrets_and_files(tmp_path, backend_factory, ga
         secret("opaque-cred", {"tls.crt": m["opaque"].cert, "tls.key": m["opaque"].key}, "Opaque"),
         secret("generic-cred", {"cert": m["generic"].cert, "key": m["generic"].key}, "generic"),
         secret("both-cred", {"tls.crt": m["both"].cert, "tls.key": m["both"].key}),
+        # generic cert/key are tried before tls.crt/tls.key (Istio secrets.go ExtractCertInfo)
+        secret("pref-cred", {"tls.crt": pref_loser.cert, "tls.key": pref_loser.key,
+                             "cert": m["pref"].cert, "key": m["pref"].key}, "Opaque"),
     ]
     gw = gateway_factory(docs, ports=(443,), args=["--credentials-dir", str(creds)])
-    for name in ("tls", "opaque", "generic", "dir", "file", "both"):
+    for name in ("tls", "opaque", "generic", "dir", "file", "both", "pref"):
         host = f"{name}.example.com"
         r = https_get(gw, 443, "/" + name, host=host, ca=ca_file)
         assert r.status == 200, (host, r)
@@ -480,6 +485,9 @@ def test_tls_parameters(backend_factory, gateway_factory):
         + server("min13", "minProtocolVersion: TLSV1_3")
         + server("max12", "maxProtocolVersion: TLSV1_2")
         + server("cipher", "maxProtocolVersion: TLSV1_2, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256, fake-cipher]")
+        # hosts ["*"]: a chain without an SNI match, so clients without (or with an unknown) SNI land here
+        + "  - port: {number: 443, name: https-any, protocol: HTTPS}\n"
+          "    hosts: ['*']\n    tls: {mode: SIMPLE, credentialName: webapp-credential}\n"
     )
     gw = gateway_factory([gw_yaml, vs("all", ["*.istioinaction.io"], "webapp"), service_entries(webapp=webapp.port)],
                          ports=(443,), args=["--credentials-dir", str(CERTS)])
@@ -504,6 +512,13 @@ def test_tls_parameters(backend_factory, gateway_factory):
     assert ok and (ver, cipher) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"), (ok, ver, cipher, err)
     ok, _, cipher, err = _try(port, "cipher.istioinaction.io", _ctx(ciphers="ECDHE-ECDSA-AES256-GCM-SHA384"))
     assert not ok, f"client offering only AES256 negotiated {cipher}"
+    # catch-all chain: no SNI / unknown SNI -> webapp certificate, Host decides the vhost
+    assert handshake(gw, None).subject_cn == "webapp.istioinaction.io"
+    assert handshake(gw, "zzz.example.org").subject_cn == "webapp.istioinaction.io"
+    r = https_get(gw, 443, "/", host="min13.istioinaction.io", sni=False)
+    assert r.status == 200 and r.tls.subject_cn == "webapp.istioinaction.io"
+    assert https_get(gw, 443, "/", host="zzz.example.org", sni=False).status == 404
+
     p = openssl_s_client(port, "cipher.istioinaction.io", "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305")
     assert p.returncode != 0, p.stdout + p.stderr
     p = openssl_s_client(port, "cipher.istioinaction.io", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")

@@ -358,3 +358,27 @@ def test_proxy_config_secrets(tmp_path):
     p = run_envoygen(["proxy-config", "secrets", out2, "-o", "json"])
     by_name = {s["name"]: s for s in json.loads(p.stdout)}
     assert by_name["kubernetes://webapp-credential"]["valid"] is False
+
+
+def _secret(name: str, ns: str, data: dict[str, bytes]) -> str:
+    import base64
+
+    body = "".join(f"  {k}: \"{base64.b64encode(v).decode()}\"\n" for k, v in data.items())
+    return f"---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: Opaque\ndata:\n{body}"
+
+
+def test_secret_in_gateway_namespace_is_not_used_eg0301(case):
+    """Istio reads kubernetes://<name> from the gateway *workload's* namespace (istio-system), not the Gateway's."""
+    m = mint_server([HOST], DEV_INTERMEDIATE)
+    p = case.render(gateway() + _secret("app-cred", "istioinaction", {"tls.crt": m.cert, "tls.key": m.key}))
+    msg = case.assert_error(p, "EG0301")
+    assert "istio-system" in msg, msg
+
+
+def test_secret_with_empty_keys_eg0301(case):
+    m = mint_server([HOST], DEV_INTERMEDIATE)
+    p = case.render(gateway() + _secret("app-cred", "istio-system", {"tls.crt": m.cert, "tls.key": b""}))
+    case.assert_error(p, "EG0301")
+    p = case.render(gateway() + _secret("app-cred", "istio-system", {"crt": m.cert, "private": m.key}))
+    msg = case.assert_error(p, "EG0301")
+    assert "crt" in msg and "private" in msg, "the message lists the keys the Secret has"
