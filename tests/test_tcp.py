@@ -771,3 +771,76 @@ spec:
     assert tp.get("hash_policy") == [{"source_ip": {}}], tp
     seen = {greeting_of(gw.port(31400)) for _ in range(16)}
     assert len(seen) == 1, f"source-IP hashing should pin one endpoint, saw {seen}"
+
+
+# --------------------------------------------------------------------------
+# hosts, namespaces, ports
+
+
+def test_destination_without_port_uses_the_single_service_port(backend_factory, gateway_factory):
+    """route.GetDestinationCluster: no destination port and a single-port service → that port (9000), not 31400."""
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    tcp = "  - route:\n    - destination: {host: echo}"
+    gw = gateway_factory([gateway(TCP_SERVER), tcp_vs("echo", tcp), service_entry("echo", 9000, echo.port)],
+                         ports=(31400,))
+    assert greeting_of(gw.port(31400)) == b"E\n"
+    assert "outbound|9000||echo.default.svc.cluster.local" in gw.admin("clusters")
+
+
+def test_server_namespace_filter_admits_only_that_namespace(backend_factory, gateway_factory):
+    """Server host "prod/*" admits VirtualServices of namespace prod only (pickMatchingGatewayHosts)."""
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    server = """\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["prod/*"]"""
+    prod_vs = """
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: zz-prod, namespace: prod}
+spec:
+  hosts: ["*"]
+  gateways: [default/tcp-gateway]
+  tcp:
+  - route:
+    - destination: {host: echo-b.default.svc.cluster.local, port: {number: 31400}}
+"""
+    gw = gateway_factory(
+        [gateway(server), tcp_vs("aa-default", route_to("echo-a")), prod_vs,
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(31400,),
+    )
+    assert {greeting_of(gw.port(31400)) for _ in range(3)} == {b"B\n"}
+    assert a.connections == 0
+
+
+def test_two_tcp_servers_on_one_port_is_eg0206(gateway_factory):
+    """Istio mergeGateways: two plain TCP servers cannot merge (no route name); the second is dropped."""
+    second = """\
+  - port: {number: 31400, name: tcp-2, protocol: TCP}
+    hosts: ["*"]"""
+    r = _render(gateway_factory, [gateway(TCP_SERVER, second), tcp_vs("echo", route_to("echo")),
+                                  service_entry("echo", 31400, 9)])
+    assert "EG0206" in r.stderr, r.stderr
+    assert "spec.servers[1].port" in r.stderr
+
+
+def test_tls_terminated_tcp_with_wildcard_host_has_no_sni_match(backend_factory, gateway_factory, echo_creds):
+    creds, ca, _, _ = echo_creds
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    server = """\
+  - port: {number: 443, name: tls-echo, protocol: TLS}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, credentialName: echo-cred}"""
+    gw = gateway_factory(
+        [gateway(server), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    # any SNI, and no SNI at all, reach the single chain
+    assert tls_exchange(port, "echo.example.com", b"a\n", ca=ca, read_until=b"a\n") == b"E\na\n"
+    assert tls_exchange(port, None, b"b\n", verify=False, read_until=b"b\n") == b"E\nb\n"
+    lst = bundle_listener(gw.bundle_dir, f"0.0.0.0_{port}")
+    assert "filter_chain_match" not in lst["filter_chains"][0]
+    assert not lst.get("listener_filters"), "no SNI/ALPN match → no tls_inspector (Istio buildGatewayListener)"
