@@ -844,3 +844,17 @@ def test_tls_terminated_tcp_with_wildcard_host_has_no_sni_match(backend_factory,
     lst = bundle_listener(gw.bundle_dir, f"0.0.0.0_{port}")
     assert "filter_chain_match" not in lst["filter_chains"][0]
     assert not lst.get("listener_filters"), "no SNI/ALPN match → no tls_inspector (Istio buildGatewayListener)"
+
+
+def test_access_log_on_tcp_proxy(backend_factory, gateway_factory, tmp_path):
+    """--access-log: Istio attaches the logger to tcp_proxy, so a TCP connection is logged with its cluster."""
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    log = tmp_path / "access.log"
+    gw = gateway_factory(
+        [gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port)],
+        ports=(31400,),
+        args=["--access-log", str(log)],
+    )
+    assert tcp_exchange(gw.port(31400), b"logme\n", read_until=b"logme\n") == b"E\nlogme\n"
+    line = wait_until(lambda: log.exists() and CLUSTER in log.read_text() and log.read_text(), timeout=5)
+    assert f" {CLUSTER} " in line, line
