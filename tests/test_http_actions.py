@@ -252,6 +252,18 @@ def test_rewrites(backend_factory, gateway_factory):
          "headers": {"request": {"set": {":authority": "set.internal"}}}, "route": to("be")},
         {"match": [{"uri": {"prefix": "/dstauth"}}],
          "route": [{"destination": {"host": "be"}, "headers": {"request": {"set": {"host": "dst.internal"}}}}]},
+        # precedence (route.go TranslateHeadersOperations / applyHTTPRouteDestination / processDestination):
+        # set beats add; route-level beats destination-level; rewrite.authority beats both
+        {"match": [{"uri": {"prefix": "/addauth"}}],
+         "headers": {"request": {"add": {":authority": "added.internal"}}}, "route": to("be")},
+        {"match": [{"uri": {"prefix": "/setadd"}}],
+         "headers": {"request": {"add": {":authority": "added.internal"}, "set": {":authority": "set-wins.internal"}}},
+         "route": to("be")},
+        {"match": [{"uri": {"prefix": "/routevsdst"}}],
+         "headers": {"request": {"set": {":authority": "route-wins.internal"}}},
+         "route": [{"destination": {"host": "be"}, "headers": {"request": {"set": {":authority": "dst-loses.internal"}}}}]},
+        {"match": [{"uri": {"prefix": "/rwvshdr"}}], "rewrite": {"authority": "rewrite-wins.internal"},
+         "headers": {"request": {"set": {":authority": "hdr-loses.internal"}}}, "route": to("be")},
         {"route": to("be")},
     ]
     gw, b = start(gateway_factory, backend_factory, ["be"], [gateway_doc(), vs_doc("rw", [H], http)])
@@ -271,6 +283,10 @@ def test_rewrites(backend_factory, gateway_factory):
     assert seen("/rx/users/v1?x=1")["path"] == "/api/users?x=1"
     assert seen("/setauth")["headers"]["host"] == "set.internal"
     assert seen("/dstauth")["headers"]["host"] == "dst.internal"
+    assert seen("/addauth")["headers"]["host"] == "added.internal"
+    assert seen("/setadd")["headers"]["host"] == "set-wins.internal"
+    assert seen("/routevsdst")["headers"]["host"] == "route-wins.internal"
+    assert seen("/rwvshdr")["headers"]["host"] == "rewrite-wins.internal"
     plain = seen("/plain")
     assert plain["headers"]["host"] == H and plain["path"] == "/plain"
 
@@ -363,6 +379,10 @@ def test_cors_preflight_and_actual_request(backend_factory, gateway_factory):
              "allowCredentials": True,
          },
          "route": to("cb")},
+        {"match": [{"uri": {"prefix": "/ignore"}}],
+         "corsPolicy": {"allowOrigins": [{"exact": "https://good.example.com"}], "allowMethods": ["GET"],
+                        "unmatchedPreflights": "IGNORE"},
+         "route": to("cb")},
         {"route": to("cb")},
     ]
     gw, b = start(gateway_factory, backend_factory, ["cb"], [gateway_doc(), vs_doc("cors", [H], http)])
@@ -399,6 +419,14 @@ def test_cors_preflight_and_actual_request(backend_factory, gateway_factory):
     assert headers.get("access-control-expose-headers") == "x-exposed"
     status, headers, _ = get(gw, "/api/data", H, headers={"Origin": "https://evil.example.com"})
     assert status == 200 and "access-control-allow-origin" not in headers
+
+    # unmatchedPreflights IGNORE: a non-matching preflight is answered by Envoy, not forwarded
+    before = cb.count
+    status, headers, _ = preflight("https://evil.example.com", path="/ignore")
+    assert "access-control-allow-origin" not in headers
+    assert cb.count == before
+    status, headers, _ = preflight("https://good.example.com", path="/ignore")
+    assert headers.get("access-control-allow-origin") == "https://good.example.com"
 
     # a route without corsPolicy: no CORS headers even for a preflight
     status, headers, _ = preflight("https://good.example.com", path="/other")

@@ -376,3 +376,52 @@ def test_config_dump_names_in_a_running_gateway(backend_factory, gateway_factory
     assert '"webapp.istioinaction.io:80"' in text
     assert f'"http.{gw.port(80)}"' in text
     assert "outbound|80||webapp.test.svc.cluster.local" in gw.admin("clusters")
+
+
+# ----------------------------------------------------------------- more host shapes
+def test_gateway_creation_order_decides_route_order_across_gateways(backend_factory, gateway_factory):
+    """Servers are merged in Gateway creation order (then name), and each server's VSs are
+    appended in that order: the older Gateway's VS wins a conflicting match."""
+    H = "order.example.com"
+    T = "tie.example.com"
+    docs = [
+        gateway_doc("zz-old", hosts=[H], created="2024-01-01T00:00:00Z"),
+        gateway_doc("aa-new", hosts=[H], created="2024-02-01T00:00:00Z", port_name="http-new"),
+        vs_doc("on-new", [H], [{"match": [{"uri": {"prefix": "/x"}}], "route": to("vnew")}], gateways=["aa-new"],
+               created="2023-01-01T00:00:00Z"),
+        vs_doc("on-old", [H], [{"match": [{"uri": {"prefix": "/x"}}], "route": to("vold")}], gateways=["zz-old"],
+               created="2023-06-01T00:00:00Z"),
+        # same creation time: by name (b-gw before c-gw)
+        gateway_doc("c-gw", hosts=[T], port_name="http-c"),
+        gateway_doc("b-gw", hosts=[T], port_name="http-b"),
+        vs_doc("on-c", [T], [{"match": [{"uri": {"prefix": "/x"}}], "route": to("vc")}], gateways=["c-gw"]),
+        vs_doc("on-b", [T], [{"match": [{"uri": {"prefix": "/x"}}], "route": to("vb")}], gateways=["b-gw"]),
+    ]
+    gw, b = start(gateway_factory, backend_factory, ["vnew", "vold", "vc", "vb"], docs)
+    check(gw, [(H, "/x", "vold"), (T, "/x", "vb")])
+    assert b["vnew"].count == 0 and b["vc"].count == 0
+
+
+def test_host_case_short_names_and_wildcard_intersection(backend_factory, gateway_factory):
+    docs = [
+        gateway_doc(hosts=["*.example.com", "webapp.test.svc.cluster.local", "*.svc.cluster.local"]),
+        # Istio lower-cases intersected hostnames: both VSs land in one vhost mixed.example.com
+        vs_doc("mixed-upper", ["Mixed.Example.com"], [{"match": [{"uri": {"prefix": "/u"}}], "route": to("upper")}],
+               created="2024-01-01T00:00:00Z"),
+        vs_doc("mixed-lower", ["mixed.example.com"], [{"route": to("lower")}], created="2024-01-02T00:00:00Z"),
+        # a short VS host resolves in the VS namespace
+        vs_doc("short", ["webapp"], [{"route": to("short")}]),
+        # wildcard ∩ wildcard keeps the more specific one
+        vs_doc("deep", ["*.deep.example.com"], [{"route": to("deep")}]),
+    ]
+    gw, b = start(gateway_factory, backend_factory, ["upper", "lower", "short", "deep"], docs)
+    check(gw, [
+        ("mixed.example.com", "/u", "upper"),
+        ("MIXED.example.com", "/other", "lower"),
+        ("webapp.test.svc.cluster.local", "/", "short"),
+        ("webapp", "/", "status:404"),
+        ("a.deep.example.com", "/", "deep"),
+        ("deep.example.com", "/", "status:404"),
+    ])
+    names = sorted(vh["name"] for vh in the_route_config(gw)["virtual_hosts"])
+    assert names == ["*.deep.example.com:80", "mixed.example.com:80", "webapp.test.svc.cluster.local:80"], names

@@ -266,3 +266,36 @@ def test_attempt_count_header_reaches_backend(backend_factory, gateway_factory):
               for f in ch.get("filters", []) for vh in (f.get("typed_config", {}).get("route_config") or {}).get("virtual_hosts", [])
               if vh["name"] == f"{H}:80"]
     assert vhosts and vhosts[0]["include_request_attempt_count"] is True
+
+
+def test_mesh_default_http_retry_policy(backend_factory, gateway_factory):
+    """meshConfig.defaultHttpRetryPolicy replaces Istio's built-in default on routes without ``retries``
+    (route.go: policy = mesh.GetDefaultHttpRetryPolicy()); a VS ``retries`` still wins."""
+    meshdefault = backend_factory("meshdefault", fail_first=2, fail_status=500)
+    vsown = backend_factory("vsown", fail_first=2, fail_status=500)
+    operator = {
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "metadata": {"name": "control-plane", "namespace": "istio-system"},
+        "spec": {
+            "meshConfig": {"defaultHttpRetryPolicy": {"attempts": 3, "retryOn": "5xx"}},
+            "components": {"ingressGateways": [{"name": "istio-ingressgateway", "enabled": True,
+                                                "label": {"istio": "ingressgateway"}}]},
+        },
+    }
+    http = [
+        {"match": [{"uri": {"prefix": "/own"}}], "retries": {"attempts": 1, "retryOn": "5xx"}, "route": to("vsown")},
+        {"route": to("meshdefault")},
+    ]
+    gw = gateway_factory(dump(operator, gateway_doc(), vs_doc(http), se_doc("meshdefault", [meshdefault.port]),
+                              se_doc("vsown", [vsown.port])), ports=(80,))
+    status, _, _ = get(gw, "/x")
+    assert status == 200
+    assert [r["headers"]["x-envoy-attempt-count"] for r in meshdefault.requests] == ["1", "2", "3"]
+    status, _, _ = get(gw, "/own")
+    assert status == 500
+    assert vsown.count == 2
+    routes = routes_by_path(gw)
+    assert routes["/"]["route"]["retry_policy"] == {
+        "retry_on": "5xx", "num_retries": 3, "retry_host_predicate": PREVIOUS_HOSTS,
+        "host_selection_retry_max_attempts": 5}
