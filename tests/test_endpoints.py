@@ -243,3 +243,44 @@ spec:
     (ln,) = finding(render_err(gateway_factory, text), "EG0203")
     assert "resolution NONE" in ln and "istioinaction/vs-none" in ln, ln
 
+
+
+def test_subset_selecting_no_endpoints_is_an_error(gateway_factory):
+    """A subset of a Kubernetes Service (envoygen knows no pods, so no labels) or
+    a subset whose labels match no ServiceEntry endpoint gives a cluster without
+    endpoints: every request would be a 503. envoygen's rule (docs/istio-fidelity.md,
+    "Stricter at build time"): a destination without endpoints is EG0203."""
+    text = gw_yaml("a.example.com", "b.example.com")
+    text += vs("vs-svc", "a.example.com", "catalog", ", subset: version-v1")
+    text += vs("vs-se", "b.example.com", "webapp", ", subset: v9")
+    text += SE_STATIC.replace("endpoints: [{address: 127.0.0.1}]",
+                              "endpoints: [{address: 127.0.0.1, labels: {version: v1}}]")
+    text += """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog, namespace: istioinaction}
+spec:
+  ports: [{name: http, port: 80, targetPort: 3000}]
+  selector: {app: catalog}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: catalog, namespace: istioinaction}
+spec:
+  host: catalog
+  subsets:
+  - {name: version-v1, labels: {version: v1}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: webapp, namespace: istioinaction}
+spec:
+  host: webapp
+  subsets:
+  - {name: v9, labels: {version: v9}}
+"""
+    err = render_err(gateway_factory, text)
+    lines = finding(err, "EG0203")
+    assert any("istioinaction/vs-svc" in ln and "version-v1" in ln for ln in lines), err
+    assert any("istioinaction/vs-se" in ln and "v9" in ln for ln in lines), err
