@@ -485,6 +485,7 @@ def test_tls_parameters(backend_factory, gateway_factory):
         + server("min13", "minProtocolVersion: TLSV1_3")
         + server("max12", "maxProtocolVersion: TLSV1_2")
         + server("cipher", "maxProtocolVersion: TLSV1_2, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256, fake-cipher]")
+        + server("curves", "ecdhCurves: [P-384]")
         # hosts ["*"]: a chain without an SNI match, so clients without (or with an unknown) SNI land here
         + "  - port: {number: 443, name: https-any, protocol: HTTPS}\n"
           "    hosts: ['*']\n    tls: {mode: SIMPLE, credentialName: webapp-credential}\n"
@@ -512,6 +513,12 @@ def test_tls_parameters(backend_factory, gateway_factory):
     assert ok and (ver, cipher) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"), (ok, ver, cipher, err)
     ok, _, cipher, err = _try(port, "cipher.istioinaction.io", _ctx(ciphers="ECDHE-ECDSA-AES256-GCM-SHA384"))
     assert not ok, f"client offering only AES256 negotiated {cipher}"
+    # ecdhCurves: a client offering only X25519 fails, P-384 works
+    p = openssl_s_client(port, "curves.istioinaction.io", "-groups", "X25519")
+    assert p.returncode != 0, p.stdout + p.stderr
+    p = openssl_s_client(port, "curves.istioinaction.io", "-groups", "P-384")
+    assert p.returncode == 0 and "secp384r1" in p.stdout + p.stderr, p.stdout + p.stderr
+
     # catch-all chain: no SNI / unknown SNI -> webapp certificate, Host decides the vhost
     assert handshake(gw, None).subject_cn == "webapp.istioinaction.io"
     assert handshake(gw, "zzz.example.org").subject_cn == "webapp.istioinaction.io"

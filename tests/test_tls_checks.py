@@ -322,6 +322,11 @@ def test_proxy_config_secrets(tmp_path):
     leaf = x509.load_pem_x509_certificate((CERTS / "webapp-credential" / "tls.crt").read_bytes())
     root = x509.load_pem_x509_certificate((CERTS / "webapp-credential" / "ca.crt").read_bytes())
 
+    # the bundle: keys 0600, no private key inside the bootstrap
+    assert (out / "certs" / "webapp-credential" / "tls.key").stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE KEY" not in (out / "envoy.yaml").read_text()
+    assert "PRIVATE KEY" not in "".join(f.read_text() for f in (out / "sds").iterdir())
+
     p = run_envoygen(["proxy-config", "secrets", out])
     assert p.returncode == 0, p.stderr
     rows = {ln.split()[0]: ln for ln in p.stdout.splitlines()[1:] if ln.strip()}
