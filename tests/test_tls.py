@@ -243,6 +243,10 @@ def test_simple_credentials_from_secrets_and_files(tmp_path, backend_factory, ga
     shadow = mint_server(["both.example.com"], ca)
     write_minted(creds / "both-cred", shadow)  # loses to the Secret of the same name
     fcrt, fkey = write_minted(tmp_path / "files", m["file"])
+    fm = mint_server(["filem.example.com"], ca)
+    fmcrt, fmkey = write_minted(tmp_path / "files-mutual", fm, ca=ca.cert)
+    fclient = mint_client("file-client", ca)
+    fccrt, fckey = write_minted(tmp_path / "file-client", fclient)
 
     def server(name: str, host: str, tls: str) -> str:
         return f"""\
@@ -262,6 +266,8 @@ def test_simple_credentials_from_secrets_and_files(tmp_path, backend_factory, ga
         + server("both", "both.example.com", "{mode: SIMPLE, credentialName: both-cred}")
         + server("pref", "pref.example.com", "{mode: SIMPLE, credentialName: pref-cred}")
         + server("file", "file.example.com", f"{{mode: SIMPLE, serverCertificate: {fcrt}, privateKey: {fkey}}}")
+        + server("filem", "filem.example.com", f"{{mode: MUTUAL, serverCertificate: {fmcrt}, privateKey: {fmkey}, "
+                 f"caCertificates: {fmcrt.parent / 'ca.crt'}}}")
     )
     docs = [
         gw_yaml,
@@ -284,6 +290,11 @@ def test_simple_credentials_from_secrets_and_files(tmp_path, backend_factory, ga
         assert r.tls.serial == serial_of(m[name].cert), f"{host}: wrong certificate presented"
         assert webapp.requests[-1]["path"] == "/" + name
     assert handshake(gw, "both.example.com", ca=ca_file).serial != serial_of(shadow.cert)
+    # file mode MUTUAL: caCertificates validates clients
+    r = https_get(gw, 443, "/fm", host="filem.example.com", ca=ca_file, client_cert=fccrt, client_key=fckey)
+    assert r.status == 200 and r.tls.serial == serial_of(fm.cert)
+    assert 'Subject="CN=file-client"' in webapp.requests[-1]["headers"]["x-forwarded-client-cert"]
+    refused(handshake(gw, "filem.example.com", ca=ca_file))
 
 
 # --------------------------------------------------------------------------
