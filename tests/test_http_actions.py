@@ -239,6 +239,21 @@ def test_redirects_and_direct_responses(backend_factory, gateway_factory):
     assert get(gw, "/else", H)[1]["x-backend"] == "backend"
 
 
+def test_direct_response_binary_bytes_body(backend_factory, gateway_factory):
+    """``body.bytes`` is base64 of arbitrary bytes; Istio sends them as DataSource inline_bytes
+    (route.go ApplyDirectResponse), so the client gets exactly those bytes."""
+    H = "bytes.example.com"
+    http = [
+        {"match": [{"uri": {"prefix": "/bin"}}], "directResponse": {"status": 200, "body": {"bytes": "/wABAg=="}}},
+        {"match": [{"uri": {"prefix": "/utf8"}}], "directResponse": {"status": 201, "body": {"bytes": "w6lsw6h2ZQ=="}}},
+    ]
+    gw, _ = start(gateway_factory, backend_factory, [], [gateway_doc(), vs_doc("bytes", [H], http)])
+    status, _, body = get(gw, "/utf8", H)
+    assert (status, body) == (201, "élève".encode())
+    status, _, body = get(gw, "/bin", H)
+    assert (status, body) == (200, b"\xff\x00\x01\x02")
+
+
 # ----------------------------------------------------------------- rewrite and headers
 def test_rewrites(backend_factory, gateway_factory):
     H = "rw.example.com"
