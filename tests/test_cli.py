@@ -327,6 +327,23 @@ def test_unused_port_map_is_warning(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["ports"]["servers"] == {"80": 8080}
 
 
+@pytest.mark.parametrize("args, port", [
+    (["--port-map", "80=15000"], "15000"),           # the listener on the admin port
+    (["--stats-port", "8080"], "8080"),               # Prometheus on the 80→8080 listener
+    (["--readiness-port", "15090"], "15090"),         # readiness on the stats port
+])
+def test_port_collisions_refused(tmp_path, args, port):
+    # Envoy would exit at start-up with "cannot bind '0.0.0.0:PORT': Address already in use";
+    # Envoy's --mode validate does not bind, so only envoygen can catch it.
+    out = tmp_path / "out"
+    p = cli("render", "-f", "samples/coolstore", "-o", out, *args)
+    assert p.returncode in (1, 2), (p.returncode, p.stderr)
+    assert port in p.stderr
+    assert not out.exists()
+    p = cli("validate", "-f", "samples/coolstore", *args)
+    assert p.returncode in (1, 2), (p.returncode, p.stderr)
+
+
 # --------------------------------------------------------------------------
 # proxy-config
 
