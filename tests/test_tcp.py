@@ -858,3 +858,54 @@ def test_access_log_on_tcp_proxy(backend_factory, gateway_factory, tmp_path):
     assert tcp_exchange(gw.port(31400), b"logme\n", read_until=b"logme\n") == b"E\nlogme\n"
     line = wait_until(lambda: log.exists() and CLUSTER in log.read_text() and log.read_text(), timeout=5)
     assert f" {CLUSTER} " in line, line
+
+
+def test_tls_settings_on_tcp_server_and_tls_server_without_tls_are_eg0106(gateway_factory):
+    """validation.go validateServer: "server cannot have TLS settings for non HTTPS/TLS ports" and
+    "server must have TLS settings for HTTPS/TLS protocols"."""
+    tcp_with_tls = """\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, credentialName: x}"""
+    r = _render(gateway_factory, [gateway(tcp_with_tls), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, 9)])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0106" in r.stderr and "spec.servers[0].tls" in r.stderr
+    tls_without_tls = """\
+  - port: {number: 31400, name: tls, protocol: TLS}
+    hosts: ["*"]"""
+    r = _render(gateway_factory, [gateway(tls_without_tls), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, 9)])
+    assert r.exit_code == 1, r.stderr
+    assert "EG0106" in r.stderr and "spec.servers[0].tls" in r.stderr
+
+
+def test_tls_optional_mutual_admits_clients_without_certificate(backend_factory, gateway_factory, echo_creds):
+    creds, ca, client_cert, client_key = echo_creds
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TLS_SERVER.format(mode="OPTIONAL_MUTUAL")),
+         tcp_vs("echo", route_to("echo"), hosts='["echo.example.com"]'),
+         service_entry("echo", 31400, echo.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    assert tls_exchange(port, "echo.example.com", b"anon\n", ca=ca, read_until=b"anon\n") == b"E\nanon\n"
+    assert tls_exchange(port, "echo.example.com", b"cert\n", ca=ca, client_cert=client_cert, client_key=client_key,
+                        read_until=b"cert\n") == b"E\ncert\n"
+
+
+def test_mongo_server_gets_mongo_proxy_before_tcp_proxy(backend_factory, gateway_factory):
+    """networkfilter.go buildNetworkFiltersStack: protocol MONGO (server port protocol) with
+    PILOT_ENABLE_MONGO_FILTER (default true) → envoy.filters.network.mongo_proxy, then tcp_proxy."""
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    server = """\
+  - port: {number: 31400, name: mongo, protocol: MONGO}
+    hosts: ["*"]"""
+    gw = gateway_factory([gateway(server), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, echo.port)],
+                         ports=(31400,))
+    assert greeting_of(gw.port(31400)) == b"E\n"  # bytes still flow
+    chain = bundle_listener(gw.bundle_dir, f"0.0.0.0_{gw.port(31400)}")["filter_chains"][0]
+    assert [f["name"] for f in chain["filters"]] == ["envoy.filters.network.mongo_proxy",
+                                                      "envoy.filters.network.tcp_proxy"]
+    assert chain["filters"][0]["typed_config"]["stat_prefix"] == CLUSTER
+    assert gw.stats(r"^mongo\."), "mongo_proxy stats missing"
