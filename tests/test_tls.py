@@ -218,6 +218,14 @@ def test_simple_multihost_sni_alpn_and_host_mismatch(backend_factory, gateway_fa
     assert p.returncode == 0, p.stderr
     assert p.stdout == "200 2", p.stdout
     assert catalog.requests[-1]["path"] == "/items"
+    # over HTTP/2 too: SNI catalog + :authority webapp -> 404 from the catalog chain's route table
+    p = run_curl([
+        "--http2", "--cacert", ROOT_CA, "-H", "Host: webapp.istioinaction.io",
+        "--resolve", f"catalog.istioinaction.io:{gw.port(443)}:127.0.0.1",
+        "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+        f"https://catalog.istioinaction.io:{gw.port(443)}/items",
+    ])
+    assert (p.returncode, p.stdout) == (0, "404 2"), (p.stdout, p.stderr)
 
     # openssl s_client sees the certificate chosen by SNI, and the chain verifies.
     p = openssl_s_client(gw.port(443), "shop.istioinaction.io", "-CAfile", str(ROOT_CA), "-verify_return_error",
