@@ -458,6 +458,8 @@ def test_fault_delay_and_abort(backend_factory, gateway_factory):
          "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 0}}}, "route": to("fb")},
         {"match": [{"uri": {"prefix": "/abort"}}],
          "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}}, "route": to("fb")},
+        {"match": [{"uri": {"prefix": "/grpc"}}],
+         "fault": {"abort": {"grpcStatus": "UNAVAILABLE", "percentage": {"value": 100}}}, "route": to("fb")},
         {"match": [{"uri": {"prefix": "/both"}}],
          "fault": {"delay": {"fixedDelay": "0.3s", "percentage": {"value": 100}},
                    "abort": {"httpStatus": 503, "percentage": {"value": 100}}}, "route": to("fb")},
@@ -483,6 +485,12 @@ def test_fault_delay_and_abort(backend_factory, gateway_factory):
     assert fb.count == before, "an aborted request never reaches the backend"
     for _ in range(20):
         assert get(gw, "/abort0", H)[0] == 200
+    assert fb.count == before + 20
+
+    # gRPC abort: a gRPC client sees grpc-status 14 (UNAVAILABLE), the backend nothing
+    status, headers, _ = get(gw, "/grpc.Svc/Method", H, method="POST", body=b"",
+                             headers={"content-type": "application/grpc", "te": "trailers"})
+    assert headers.get("grpc-status") == "14", (status, dict(headers))
     assert fb.count == before + 20
 
     t0 = time.monotonic()

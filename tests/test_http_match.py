@@ -128,7 +128,8 @@ def _match_vs() -> tuple[list[str], dict]:
         {"match": [{"uri": {"exact": "/case"}, "ignoreUriCase": True}], "route": to("nocase")},
         {"match": [{"uri": {"exact": "/sensitive"}}], "route": to("sensitive")},
         {"match": [{"uri": {"prefix": "/ipfx"}, "ignoreUriCase": True}], "route": to("nocaseprefix")},
-        {"match": [{"uri": {"exact": "/or1"}}, {"uri": {"exact": "/or2"}}, {"headers": {"x-or": {"exact": "1"}}}],
+        {"name": "either", "match": [{"uri": {"exact": "/or1"}, "name": "one"}, {"uri": {"exact": "/or2"}},
+                                     {"headers": {"x-or": {"exact": "1"}}}],
          "route": to("orroute")},
         {"match": [{"uri": {"prefix": "/order/a"}}], "route": to("ordera")},
         {"match": [{"uri": {"prefix": "/order"}}], "route": to("orderall")},
@@ -270,6 +271,9 @@ def test_match_translation_shape(backend_factory, gateway_factory):
     assert by_prefix("/m")["headers"][0]["name"] == ":method"
     assert by_prefix("/auth")["headers"][0]["name"] == ":authority"
     assert by_prefix("/sch-http")["headers"][0]["name"] == ":scheme"
+    # route names: http[].name, or <name>.<match.name>; one Envoy route per match entry
+    assert [r.get("name") for r in routes if r["route"]["cluster"].endswith("|orroute.test.svc.cluster.local")] == [
+        "either.one", "either", "either"]
     regex = next(r["match"] for r in routes if "safe_regex" in r["match"])
     assert regex["safe_regex"]["regex"] == "/re/[0-9]+"
 
