@@ -466,3 +466,62 @@ spec:
     assert f'"127.0.0.1:{web.port}"' in line, line
     assert " outbound|80||webapp.istioinaction.svc.cluster.local " in line, line
     assert re.search(r'"GET /missing HTTP/1\.1" 404 NR route_not_found ', log), log
+
+
+EXPORT_TO = """\
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: all-gw, namespace: istioinaction}
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["private.example.com", "public.example.com"]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: private-vs, namespace: istioinaction}
+spec:
+  hosts: ["private.example.com"]
+  gateways: [all-gw]
+  exportTo: ["."]
+  http:
+  - route:
+    - destination: {host: webapp, port: {number: 80}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: public-vs, namespace: istioinaction}
+spec:
+  hosts: ["public.example.com"]
+  gateways: [all-gw]
+  http:
+  - route:
+    - destination: {host: webapp, port: {number: 80}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: webapp-private, namespace: istioinaction}
+spec:
+  host: webapp
+  exportTo: ["."]
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+"""
+
+
+def test_operator_workload_namespace_decides_export_to_visibility(tmp_path):
+    # exportTo "." (VirtualService and DestinationRule in istioinaction) is visible only to
+    # gateway pods in istioinaction: my-user-gateway, not istio-system/istio-ingressgateway.
+    out = tmp_path / "out"
+    p = cli("render", "-f", OPERATOR, "-f", "-", "-o", out, input=EXPORT_TO)
+    assert p.returncode == 0, p.stderr
+    default = (out / "istio-ingressgateway" / "envoy.yaml").read_text()
+    user = (out / "my-user-gateway" / "envoy.yaml").read_text()
+    assert '"public.example.com:80"' in default and '"private.example.com:80"' not in default
+    assert '"public.example.com:80"' in user and '"private.example.com:80"' in user
+
+    def lb(text):
+        m = re.search(r'name: "outbound\|80\|\|webapp\.istioinaction\.svc\.cluster\.local"\n(?:    .*\n)*?    lb_policy: (\w+)', text)
+        return m and m.group(1)
+
+    assert lb(default) == "LEAST_REQUEST"
+    assert lb(user) == "RANDOM"
