@@ -505,6 +505,7 @@ def test_tls_parameters(backend_factory, gateway_factory):
         + server("max12", "maxProtocolVersion: TLSV1_2")
         + server("cipher", "maxProtocolVersion: TLSV1_2, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256, fake-cipher]")
         + server("curves", "ecdhCurves: [P-384]")
+        + server("redir", "httpsRedirect: true")  # harmless on an HTTPS server (Istio validation only warns)
         # hosts ["*"]: a chain without an SNI match, so clients without (or with an unknown) SNI land here
         + "  - port: {number: 443, name: https-any, protocol: HTTPS}\n"
           "    hosts: ['*']\n    tls: {mode: SIMPLE, credentialName: webapp-credential}\n"
@@ -532,6 +533,9 @@ def test_tls_parameters(backend_factory, gateway_factory):
     assert ok and (ver, cipher) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"), (ok, ver, cipher, err)
     ok, _, cipher, err = _try(port, "cipher.istioinaction.io", _ctx(ciphers="ECDHE-ECDSA-AES256-GCM-SHA384"))
     assert not ok, f"client offering only AES256 negotiated {cipher}"
+    r = https_get(gw, 443, "/r", host="redir.istioinaction.io", ca=ROOT_CA)
+    assert r.status == 200 and r.headers["x-backend"] == "webapp", r
+
     # ecdhCurves: a client offering only X25519 fails, P-384 works
     p = openssl_s_client(port, "curves.istioinaction.io", "-groups", "X25519")
     assert p.returncode != 0, p.stdout + p.stderr
@@ -559,8 +563,22 @@ def test_https_redirect(backend_factory, gateway_factory):
     webapp = backend_factory("webapp")
     args = (SAMPLES / "coolstore-redirect" / "render.args").read_text().split()
     args = [str(REPO / a) if a == "certs" else a for a in args]
-    gw = gateway_factory([SAMPLES / "coolstore-redirect", service_entries(webapp=webapp.port)], ports=(80, 443),
-                         args=args)
+    # A second Gateway on port 80 for the same host, without httpsRedirect, with its own VS: vhosts are merged
+    # per host on the port, so the one redirecting server still redirects this host (istio-semantics 2.6).
+    other_gw = """
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: plain-gateway, namespace: istioinaction}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [webapp.istioinaction.io, plain.istioinaction.io]
+"""
+    gw = gateway_factory([SAMPLES / "coolstore-redirect", service_entries(webapp=webapp.port), other_gw,
+                          vs("plain", ["webapp.istioinaction.io", "plain.istioinaction.io"], "webapp",
+                             gateway="plain-gateway")],
+                         ports=(80, 443), args=args)
     r = http_get(gw, 80, "/api/catalog?x=1", host="webapp.istioinaction.io")
     assert r.status == 301, r
     assert r.headers["location"] == "https://webapp.istioinaction.io/api/catalog?x=1"
@@ -570,6 +588,9 @@ def test_https_redirect(backend_factory, gateway_factory):
     assert r.headers["location"] == "https://webapp.istioinaction.io/"
     assert http_get(gw, 80, "/", host="other.example.com").status == 404
     assert webapp.count == 0
+    r = http_get(gw, 80, "/x", host="plain.istioinaction.io")  # not redirected: its only server has no flag
+    assert r.status == 200 and webapp.requests[-1]["path"] == "/x"
+    webapp.reset()
     r = https_get(gw, 443, "/api/catalog", host="webapp.istioinaction.io", ca=ROOT_CA)
     assert r.status == 200 and r.headers["x-backend"] == "webapp"
     p = run_curl(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", "Host: webapp.istioinaction.io",
