@@ -909,3 +909,43 @@ def test_mongo_server_gets_mongo_proxy_before_tcp_proxy(backend_factory, gateway
                                                       "envoy.filters.network.tcp_proxy"]
     assert chain["filters"][0]["typed_config"]["stat_prefix"] == CLUSTER
     assert gw.stats(r"^mongo\."), "mongo_proxy stats missing"
+
+
+def test_tls_terminated_tcp_offers_h2_and_http11_alpn(backend_factory, gateway_factory, echo_creds):
+    """listener.go BuildListenerTLSContext: ALPN [h2, http/1.1] also on TLS-protocol (TCP) termination."""
+    creds, ca, _, _ = echo_creds
+    echo = backend_factory.tcp("echo", greeting=b"E\n")
+    gw = gateway_factory(
+        [gateway(TLS_SERVER.format(mode="SIMPLE")),
+         tcp_vs("echo", route_to("echo"), hosts='["echo.example.com"]'), service_entry("echo", 31400, echo.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    hs = tls_handshake(LOCALHOST, gw.port(443), "echo.example.com", ca=ca, alpn=["h2", "http/1.1"])
+    assert hs.ok and hs.alpn == "h2", hs
+    hs = tls_handshake(LOCALHOST, gw.port(443), "echo.example.com", ca=ca, alpn=["http/1.1"])
+    assert hs.ok and hs.alpn == "http/1.1", hs
+
+
+def test_tcp_servers_with_different_binds_are_separate_listeners(tmp_path):
+    """mergeGateways: TCP servers on one port but different binds do not conflict; listener name <bind>_<port>."""
+    gw_a = gateway("""\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    bind: 127.0.0.1
+    hosts: ["*"]""", name="gw-a")
+    gw_b = gateway("""\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    bind: 127.0.0.2
+    hosts: ["*"]""", name="gw-b")
+    inp = write_inputs(tmp_path, gw_a, gw_b,
+                       tcp_vs("vs-a", route_to("echo-a"), gateways="[gw-a]"),
+                       tcp_vs("vs-b", route_to("echo-b"), gateways="[gw-b]"),
+                       service_entry("echo-a", 31400, 9998), service_entry("echo-b", 31400, 9999))
+    out = tmp_path / "out"
+    p = run_envoygen(["render", "-f", str(inp), "-o", str(out)])
+    assert p.returncode == 0, p.stderr
+    assert "EG0206" not in p.stderr
+    lst = {l["name"]: l for l in listeners_json(out)}
+    assert tcp_proxy_of(lst["127.0.0.1_31400"]["filter_chains"][0])["cluster"] == "outbound|31400||echo-a.default.svc.cluster.local"
+    assert tcp_proxy_of(lst["127.0.0.2_31400"]["filter_chains"][0])["cluster"] == "outbound|31400||echo-b.default.svc.cluster.local"
+    assert lst["127.0.0.1_31400"]["address"]["socket_address"]["address"] == "127.0.0.1"
