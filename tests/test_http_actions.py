@@ -201,7 +201,8 @@ def test_redirects_and_direct_responses(backend_factory, gateway_factory):
         {"match": [{"uri": {"prefix": "/r307"}}], "redirect": {"uri": "/temp", "redirectCode": 307}},
         {"match": [{"uri": {"prefix": "/r303"}}], "redirect": {"uri": "/other", "redirectCode": 303}},
         {"match": [{"uri": {"prefix": "/r301"}}], "redirect": {"uri": "/moved", "redirectCode": 301}},
-        {"match": [{"uri": {"prefix": "/teapot"}}], "directResponse": {"status": 418, "body": {"string": "short and stout"}}},
+        {"match": [{"uri": {"prefix": "/teapot"}}], "directResponse": {"status": 418, "body": {"string": "short and stout"}},
+         "headers": {"response": {"set": {"x-teapot": "yes"}}}},
         {"match": [{"uri": {"prefix": "/nobody"}}], "directResponse": {"status": 503}},
         {"match": [{"uri": {"prefix": "/bytes"}}], "directResponse": {"status": 200, "body": {"bytes": "aGVsbG8gYnl0ZXM="}}},
         # redirect wins over a route on the same entry? (Istio: redirect, then directResponse, then route)
@@ -230,6 +231,7 @@ def test_redirects_and_direct_responses(backend_factory, gateway_factory):
     assert not bad, "\n".join(bad)
     status, headers, body = get(gw, "/teapot", H)
     assert (status, body) == (418, b"short and stout")
+    assert headers.get("x-teapot") == "yes", "route-level response headers apply to direct responses too"
     assert headers["server"] == "istio-envoy"
     status, _, body = get(gw, "/nobody", H)
     assert (status, body) == (503, b"")

@@ -213,6 +213,8 @@ def test_virtual_services_for_one_host_combine_in_creation_order(backend_factory
     routes = next(vh for vh in the_route_config(gw)["virtual_hosts"] if vh["name"] == f"{H}:80")["routes"]
     clusters = [r["route"]["cluster"].split("|")[3].split(".")[0] for r in routes]
     assert clusters == ["za", "aa", "ab", "zdefault", "adefault"], clusters
+    # the analyzer points at the shadowed routes of the younger VS
+    assert "EG0213" in gw.render_result.stderr, gw.render_result.stderr
     assert b["aa"].count == 0 and b["adefault"].count == 0 and b["m1x"].count == 0
 
 
