@@ -229,6 +229,23 @@ def test_earlier_bundle_replaced(tmp_path):
     assert set(mf["files"]) == {"envoy.yaml", "Dockerfile"}
 
 
+def test_bundle_with_added_foreign_file_refused(tmp_path):
+    out = tmp_path / "out"
+    assert cli("render", "-f", OPERATOR, "-o", out).returncode == 0
+    write(out / "my-user-gateway" / "local-notes.txt", "keep me")
+    before = tree(out)
+    p = cli("render", "-f", "samples/coolstore", "-o", out)
+    assert p.returncode != 0
+    assert "local-notes.txt" in p.stderr and "refus" in p.stderr, p.stderr
+    assert tree(out) == before
+    # without the foreign file, a multi-workload bundle is replaced by a single one
+    (out / "my-user-gateway" / "local-notes.txt").unlink()
+    p = cli("render", "-f", "samples/coolstore", "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert sorted(tree(out)) == ["Dockerfile", "envoy.yaml", "manifest.json"]
+    assert not any(tmp_path.glob(".out*")), list(tmp_path.iterdir())  # no temp dirs left beside OUT
+
+
 def test_rerender_is_byte_identical_and_keys_are_0600(tmp_path):
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
