@@ -197,6 +197,8 @@ class TcpProxy:
     clusters: tuple[WeightedCluster, ...]
     idle_timeout: float | None = None
     access_log: AccessLog | None = None
+    max_connection_duration: float | None = None
+    hash_source_ip: bool = False
 
 
 @dataclass(frozen=True)

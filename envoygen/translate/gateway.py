@@ -197,24 +197,24 @@ def _warn_conflicts(ctx: Context, host: str, routes: list[ir.Route]) -> None:
 
 
 def _dedupe_sni(ctx: Context, group: PortGroup) -> None:
-    """CheckDuplicates: a TLS host already used on this port is dropped from later servers."""
+    """CheckDuplicates in mergeGateways: a TLS server (HTTPS, TLS, PASSTHROUGH) that repeats a host
+    already used on this port is skipped whole; the first server wins (literal host, ns/ included)."""
     seen: dict[str, BoundServer] = {}
+    keep: list[BoundServer] = []
     for bs in group.servers:
-        if bs.kind == "passthrough":
+        literals = [h if ns == "*" else f"{ns}/{h}" for ns, h in bs.hosts]
+        dup = [x for x in literals if x in seen]
+        if dup:
+            first = seen[dup[0]]
+            ctx.findings.warning(bs.gateway.file, bs.line("hosts"), "EG0206",
+                                 f"Gateway {bs.gw_key}: server {bs.server.port.name} skipped: host {', '.join(dup)} on port "
+                                 f"{group.port} is already served by Gateway {first.gw_key} server {first.server.port.name} "
+                                 "(the first wins, as in Istio)", bs.path("hosts"))
             continue
-        keep = []
-        for ns, h in bs.hosts:
-            literal = h if ns == "*" else f"{ns}/{h}"
-            if literal in seen:
-                first = seen[literal]
-                ctx.findings.warning(bs.gateway.file, bs.line("hosts"), "EG0206",
-                                     f"Gateway {bs.gw_key}: host {h} on port {group.port} is already served by Gateway "
-                                     f"{first.gw_key} server {first.server.port.name}; Istio keeps the first",
-                                     bs.path("hosts"))
-                continue
-            seen[literal] = bs
-            keep.append((ns, h))
-        bs.hosts = keep
+        for x in literals:
+            seen[x] = bs
+        keep.append(bs)
+    group.servers = keep
 
 
 def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[str, MergedRule],

@@ -10,7 +10,6 @@ from ..model.hosts import cluster_name, fqdn, gateway_ref, matches
 from ..model.networking import L4Match, RouteDestination
 from .context import Context
 from .http import destination_port
-from .clusters import effective_policy
 from .registry import MergedRule, ServiceInfo, rule_for
 
 if TYPE_CHECKING:
@@ -42,16 +41,27 @@ def _vs_matches_server(bs: "BoundServer", vs) -> bool:
     return any(matches(fqdn(h, vs.namespace), sh) for h in vs.obj.spec.hosts for sh in server_hosts)
 
 
-def _idle_timeout(dests: list[RouteDestination], vs_ns: str, registry: dict[str, ServiceInfo],
-                  rules: dict[str, MergedRule], port: int) -> float | None:
-    """DestinationRule connectionPool.tcp.idleTimeout of the first destination → tcp_proxy idle_timeout."""
-    if not dests:
-        return None
+def _tcp_proxy(stat: str, clusters: tuple[ir.WeightedCluster, ...], dests: list[RouteDestination], vs_ns: str,
+               rules: dict[str, MergedRule], access_log: ir.AccessLog | None) -> ir.TcpProxy:
+    """networkfilter.go: idle timeout, connection duration and source-IP hashing come from the
+    DestinationRule of the first destination: its top-level connectionPool.tcp (never port-level),
+    and its consistentHash.useSourceIp unless the subset's own load balancer says otherwise."""
     d = dests[0].destination
-    host = fqdn(d.host, vs_ns)
-    policy = effective_policy(rule_for(host, rules), destination_port(d, host, registry, port), d.subset or "")
-    pool = policy.connection_pool
-    return pool.tcp.idle_timeout if pool and pool.tcp and pool.tcp.idle_timeout else None
+    rule = rule_for(fqdn(d.host, vs_ns), rules)
+    tcp = None
+    source_ip = False
+    if rule is not None:
+        tp = rule.traffic_policy
+        pool = tp.connection_pool if tp else None
+        tcp = pool.tcp if pool else None
+        ch = tp.load_balancer.consistent_hash if tp and tp.load_balancer else None
+        source_ip = bool(ch and ch.use_source_ip)
+        sub = rule.subset(d.subset) if d.subset else None
+        if sub is not None and sub.traffic_policy is not None and sub.traffic_policy.load_balancer is not None:
+            sch = sub.traffic_policy.load_balancer.consistent_hash
+            source_ip = bool(sch and sch.use_source_ip)
+    return ir.TcpProxy(stat, clusters, tcp.idle_timeout if tcp else None, access_log,
+                       tcp.max_connection_duration if tcp else None, source_ip)
 
 
 def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, ServiceInfo],
@@ -72,7 +82,7 @@ def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, Se
             if not clusters:
                 continue
             stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
-            return ir.TcpProxy(stat, clusters, _idle_timeout(tcp.route, vs.namespace, registry, rules, port), access_log)
+            return _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log)
     return None
 
 
@@ -92,15 +102,15 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
             for mi, m in enumerate(tls.match):
                 if not _match_applies(m, port, bs.gw_key, vs.namespace):
                     continue
-                snis = []
-                for sni in m.sni_hosts:
-                    s = sni.lower()
-                    if s in used:
-                        ctx.findings.warning(vs.file, vs.line("spec", "tls", ti, "match", mi, "sniHosts"), "EG0206",
-                                             f"VirtualService {vs.key}: SNI {s} on port {port} is already routed; the first wins",
-                                             f"spec.tls[{ti}].match[{mi}].sniHosts")
-                        continue
-                    snis.append(s)
+                snis = [sni.lower() for sni in m.sni_hosts]
+                dup = [x for x in snis if x in used]
+                if dup:
+                    # CheckDuplicates: the whole match is skipped, not just the duplicate name
+                    ctx.findings.warning(vs.file, vs.line("spec", "tls", ti, "match", mi, "sniHosts"), "EG0206",
+                                         f"VirtualService {vs.key}: tls[{ti}].match[{mi}] skipped: SNI {', '.join(dup)} "
+                                         f"on port {port} is already routed (the first wins, as in Istio)",
+                                         f"spec.tls[{ti}].match[{mi}].sniHosts")
+                    continue
                 if not snis or not tls.route:
                     continue
                 clusters = _clusters(tls.route, vs.namespace, registry, port)
@@ -110,7 +120,5 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
                 stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
                 out.append(ir.FilterChain(name=f"{bs.gateway.name}.{bs.gateway.namespace}.{vs.name}.tls{ti}.{mi}",
                                           server_names=tuple(sorted(snis)),
-                                          tcp=ir.TcpProxy(stat, clusters,
-                                                          _idle_timeout(tls.route, vs.namespace, registry, rules, port),
-                                                          access_log)))
+                                          tcp=_tcp_proxy(stat, clusters, tls.route, vs.namespace, rules, access_log)))
     return out
