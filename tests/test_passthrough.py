@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import LOCALHOST, https_get, tls_exchange, tls_handshake
+from harness import LOCALHOST, https_get, tls_exchange, tls_handshake, wait_until
 
 NS = "default"
 
@@ -545,3 +545,33 @@ spec:
         if len(seen) == 2:
             break
     assert seen == {b"blue\n", b"green\n"}
+
+
+def test_access_log_records_passthrough_and_rejected_sni(backends, gateway_factory, pki, tmp_path):
+    """--access-log: tcp_proxy logs routed connections; the listener-level logger (Istio attaches the same
+    logger there) records the connection whose SNI matched no chain."""
+    one, _ = backends
+    log = tmp_path / "access.log"
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com", "two.example.com"])),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"), service_entry("one", one.port)],
+        ports=(443,),
+        args=["--access-log", str(log)],
+    )
+    port = gw.port(443)
+    _assert_routed(port, "one.example.com", "one", pki["ca"])
+    _assert_refused(port, "three.example.com")
+
+    def lines() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    # Envoy flushes access-log files every 10 s (--file-flush-interval-msec default) or on a full buffer
+    wait_until(lambda: any("three.example.com" in l for l in lines())
+               and any("outbound|443||one.default.svc.cluster.local" in l for l in lines()), timeout=15)
+    rejected = [l for l in lines() if "three.example.com" in l]
+    assert len(rejected) == 1 and " NR " in rejected[0], rejected  # no filter chain matched
+    # two routed connections (handshake + exchange), each logged once, by tcp_proxy: Istio's listener-level
+    # logger carries a response-flag filter NR (accesslog.go addAccessLogFilter), so it logs only rejects
+    routed = [l for l in lines() if "one.example.com" in l]
+    assert len(routed) == 2, "\n".join(routed)
+    assert all("outbound|443||one.default.svc.cluster.local" in l for l in routed)
