@@ -954,3 +954,43 @@ def test_tcp_servers_with_different_binds_are_separate_listeners(tmp_path):
     assert tcp_proxy_of(lst["127.0.0.1_31400"]["filter_chains"][0])["cluster"] == "outbound|31400||echo-a.default.svc.cluster.local"
     assert tcp_proxy_of(lst["127.0.0.2_31400"]["filter_chains"][0])["cluster"] == "outbound|31400||echo-b.default.svc.cluster.local"
     assert lst["127.0.0.1_31400"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_tcp_route_to_subset(backend_factory, gateway_factory):
+    """The Istio tcp-echo traffic-shifting shape: DR subsets by endpoint label, tcp route weights per subset."""
+    v1 = backend_factory.tcp("v1", greeting=b"one\n")
+    v2 = backend_factory.tcp("v2", greeting=b"two\n")
+    se = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  hosts: [echo.{NS}.svc.cluster.local]
+  ports: [{{number: 9000, name: tcp, protocol: TCP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{tcp: {v1.port}}}, labels: {{version: v1}}}}
+  - {{address: 127.0.0.1, ports: {{tcp: {v2.port}}}, labels: {{version: v2}}}}
+"""
+    dr = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  host: echo
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+"""
+    tcp = """\
+  - route:
+    - destination: {host: echo, port: {number: 9000}, subset: v1}
+      weight: 0
+    - destination: {host: echo, port: {number: 9000}, subset: v2}
+      weight: 100"""
+    gw = gateway_factory([gateway(TCP_SERVER), tcp_vs("echo", tcp), se, dr], ports=(31400,))
+    assert {greeting_of(gw.port(31400)) for _ in range(6)} == {b"two\n"}
+    assert v1.connections == 0
+    clusters = gw.admin("clusters")
+    assert "outbound|9000|v2|echo.default.svc.cluster.local" in clusters
+    assert "outbound|9000|v1|echo.default.svc.cluster.local" in clusters
