@@ -575,3 +575,21 @@ def test_access_log_records_passthrough_and_rejected_sni(backends, gateway_facto
     routed = [l for l in lines() if "one.example.com" in l]
     assert len(routed) == 2, "\n".join(routed)
     assert all("outbound|443||one.default.svc.cluster.local" in l for l in routed)
+
+
+def test_client_certificate_passes_through_to_the_backend(backend_factory, gateway_factory, pki, cert_authority,
+                                                          tmp_path):
+    """End-to-end mTLS through a passthrough gateway: the backend itself demands and sees the client cert."""
+    client = cert_authority.issue("client.example.com", client=True).write(tmp_path / "client", ca=False)
+    secure = backend_factory.tls("secure", cert=pki["one"][0], key=pki["one"][1], client_ca=pki["ca"])
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"])),
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"), service_entry("one", secure.port)],
+        ports=(443,),
+    )
+    got = tls_exchange(gw.port(443), "one.example.com", b"hi\n", ca=pki["ca"],
+                       client_cert=client / "tls.crt", client_key=client / "tls.key")
+    assert got == b"secure\n"
+    ok = [h for h in secure.handshakes if h["error"] is None]
+    assert ok and ok[-1]["peer_cert"].subject_cn == "client.example.com"
+    assert ok[-1]["sni"] == "one.example.com"

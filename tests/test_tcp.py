@@ -994,3 +994,35 @@ spec:
     clusters = gw.admin("clusters")
     assert "outbound|9000|v2|echo.default.svc.cluster.local" in clusters
     assert "outbound|9000|v1|echo.default.svc.cluster.local" in clusters
+
+
+def test_two_tls_servers_on_443_each_with_its_certificate_and_backend(backend_factory, gateway_factory,
+                                                                       cert_authority, tmp_path):
+    creds = tmp_path / "creds"
+    cert_authority.issue("a.example.com").write(creds / "cred-a")
+    cert_authority.issue("b.example.com").write(creds / "cred-b")
+    ca = cert_authority.write_ca(tmp_path / "ca.pem")
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    servers = gateway("""\
+  - port: {number: 443, name: tls-a, protocol: TLS}
+    hosts: ["a.example.com"]
+    tls: {mode: SIMPLE, credentialName: cred-a}
+  - port: {number: 443, name: tls-b, protocol: TLS}
+    hosts: ["b.example.com"]
+    tls: {mode: SIMPLE, credentialName: cred-b}""")
+    gw = gateway_factory(
+        [servers,
+         tcp_vs("vs-a", route_to("echo-a"), hosts='["a.example.com"]'),
+         tcp_vs("vs-b", route_to("echo-b"), hosts='["b.example.com"]'),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    port = gw.port(443)
+    for name, greet in (("a", b"A\n"), ("b", b"B\n")):
+        host = f"{name}.example.com"
+        hs = tls_handshake(LOCALHOST, port, host, ca=ca)
+        assert hs.ok and hs.subject_cn == host
+        assert tls_exchange(port, host, b"x\n", ca=ca, read_until=b"x\n") == greet + b"x\n"
+    assert not tls_handshake(LOCALHOST, port, "c.example.com", verify=False).ok
