@@ -324,7 +324,7 @@ def test_header_operations_route_and_destination_level(backend_factory, gateway_
         {"match": [{"uri": {"prefix": "/weighted"}}],
          "route": [{"destination": {"host": "hb"}, "weight": 100, "headers": dest_level},
                    {"destination": {"host": "hb2"}, "weight": 0}]},
-        {"match": [{"uri": {"prefix": "/weighted2"}}],
+        {"match": [{"uri": {"prefix": "/split2"}}],
          "route": [{"destination": {"host": "hb"}, "weight": 50, "headers": dest_level},
                    {"destination": {"host": "hb2"}, "weight": 50,
                     "headers": {"request": {"set": {"x-dst": "other-dst"}}}}]},
@@ -366,7 +366,7 @@ def test_header_operations_route_and_destination_level(backend_factory, gateway_
     # per-destination headers follow the destination actually chosen
     got = set()
     for _ in range(40):
-        status, headers, _ = get(gw, "/weighted2", H, headers=client)
+        status, headers, _ = get(gw, "/split2", H, headers=client)
         assert status == 200
         who = headers["x-backend"]
         backend = b[who]
