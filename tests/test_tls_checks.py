@@ -387,3 +387,17 @@ def test_secret_with_empty_keys_eg0301(case):
     p = case.render(gateway() + _secret("app-cred", "istio-system", {"crt": m.cert, "private": m.key}))
     msg = case.assert_error(p, "EG0301")
     assert "crt" in msg and "private" in msg, "the message lists the keys the Secret has"
+
+
+def test_wildcard_san_covers_one_label_only(case):
+    case.cred("app-cred", mint_server(["*.example.com"], DEV_INTERMEDIATE))
+    p = case.render(gateway(host="app.example.com"))
+    assert p.returncode == 0, p.stderr
+    assert "EG0306" not in p.stderr, p.stderr
+    p = case.render(gateway(host="a.b.example.com"))
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if " EG0306 " in ln]
+    assert lines and "a.b.example.com" in lines[0] and case.where() in lines[0], p.stderr
+    # a server wildcard host inside the certificate's wildcard is covered too
+    p = case.render(gateway(host="*.example.com"))
+    assert p.returncode == 0 and "EG0306" not in p.stderr, p.stderr
