@@ -1026,3 +1026,24 @@ def test_two_tls_servers_on_443_each_with_its_certificate_and_backend(backend_fa
         assert hs.ok and hs.subject_cn == host
         assert tls_exchange(port, host, b"x\n", ca=ca, read_until=b"x\n") == greet + b"x\n"
     assert not tls_handshake(LOCALHOST, port, "c.example.com", verify=False).ok
+
+
+def test_tcp_in_tls_out_origination(backend_factory, gateway_factory, cert_authority, tmp_path):
+    """Plain TCP in, DR tls SIMPLE to the upstream: the gateway originates TLS (with the DR sni) to a TLS backend."""
+    d = cert_authority.issue("secure.example.com").write(tmp_path / "secure", ca=False)
+    ca = cert_authority.write_ca(tmp_path / "ca.pem")
+    secure = backend_factory.tls("secure", cert=d / "tls.crt", key=d / "tls.key")
+    dr = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: echo, namespace: {NS}}}
+spec:
+  host: echo.{NS}.svc.cluster.local
+  trafficPolicy:
+    tls: {{mode: SIMPLE, caCertificates: {ca}, sni: secure.example.com}}
+"""
+    gw = gateway_factory([gateway(TCP_SERVER), tcp_vs("echo", route_to("echo")), service_entry("echo", 31400, secure.port),
+                          dr], ports=(31400,))
+    assert tcp_exchange(gw.port(31400), b"hello\n", read_until=b"\n") == b"secure\n"
+    ok = [h for h in secure.handshakes if h["error"] is None]
+    assert ok and ok[-1]["sni"] == "secure.example.com"
