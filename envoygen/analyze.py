@@ -11,7 +11,7 @@ from typing import Any
 
 from .diagnostics import Findings
 from .model import Res, Resources
-from .model.hosts import fqdn, gateway_ref, intersection, matches, split_server_host
+from .model.hosts import HostIndex, fqdn, gateway_ref, matches, split_server_host
 from .model.networking import Destination, Gateway, StringMatch, VirtualService
 from .translate.registry import ServiceInfo, build_registry, merged_rules, rule_for
 from .workloads import Workload
@@ -144,7 +144,16 @@ def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, reg
                     where + ".subset", "define it under a DestinationRule's spec.subsets")
 
 
+def _server_index(gw: Res[Gateway], i: int, namespace: str, cache: dict) -> HostIndex:
+    key = (gw.key, i, namespace)
+    if key not in cache:
+        hosts = [split_server_host(x, gw.namespace) for x in gw.obj.spec.servers[i].hosts]
+        cache[key] = HostIndex([n for ns, n in hosts if ns in ("*", namespace)])
+    return cache[key]
+
+
 def check_virtual_services(resources: Resources, workloads: list[Workload], f: Findings) -> None:
+    index_cache: dict = {}
     gateways = {g.key: g for g in resources.gateways}
     registry = build_registry(resources, f)  # its findings (named targetPort, STATIC hostnames) are reported here
     rules = merged_rules(resources, workloads[0].namespace if workloads else "istio-system", Findings())
@@ -167,13 +176,10 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], f: F
                 server_ports.add(s.port.number)
         if bound:
             vs_hosts = [fqdn(h, vs.namespace) for h in spec.hosts]
+            indexes = [_server_index(gw, i, vs.namespace, index_cache)
+                       for gw in bound for i in range(len(gw.obj.spec.servers))]
             for hi, h in enumerate(vs_hosts):
-                served = False
-                for gw in bound:
-                    for s in gw.obj.spec.servers:
-                        hosts = [split_server_host(x, gw.namespace) for x in s.hosts]
-                        if intersection([n for ns, n in hosts if ns in ("*", vs.namespace)], [h]):
-                            served = True
+                served = any(ix.intersect([h]) for ix in indexes)
                 if not served:
                     f.warning(vs.file, vs.line("spec", "hosts", hi), "EG0202",
                               f"VirtualService {vs.key}: host {h} is served by none of its gateways' servers",

@@ -74,7 +74,9 @@ class Renderer:
             # (every string is JSON-quoted), so dropping them changes nothing.
             text = "\n".join(line for line in text.split("\n") if line.strip()) + "\n"
             try:
-                yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                # parsing events (libyaml) checks the syntax without building Python objects
+                for _event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+                    pass
             except yaml.YAMLError as exc:
                 raise InputError(f"EG0402 template {name} rendered invalid YAML: {exc}") from None
         return text

@@ -83,15 +83,36 @@ def subset_of(a: str, b: str) -> bool:
     return False
 
 
-def intersection(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
-    """host.Names.Intersection: the more specific name of each matching pair, in order."""
-    out: list[str] = []
-    for h in server_hosts:
+class HostIndex:
+    """Server hosts prepared for repeated intersections (exact names in a set)."""
+
+    def __init__(self, server_hosts: list[str]) -> None:
+        self.hosts = list(server_hosts)
+        self.exact = {h for h in server_hosts if not is_wildcard(h)}
+        self.wild = [h for h in server_hosts if is_wildcard(h)]
+
+    def intersect(self, vs_hosts: list[str]) -> list[str]:
+        """host.Names.Intersection: the more specific name of each matching pair.
+
+        Same result set as Istio's double loop, sorted for stability; exact VS
+        hosts are looked up in a set, so a server with thousands of hosts stays linear.
+        """
+        out: set[str] = set()
         for o in vs_hosts:
-            pick = h if subset_of(h, o) else o if subset_of(o, h) else None
-            if pick is not None and pick not in out:
-                out.append(pick)
-    return out
+            if not is_wildcard(o):
+                if o in self.exact or any(subset_of(o, w) for w in self.wild):
+                    out.add(o)
+                continue
+            for h in self.hosts:
+                if subset_of(h, o):
+                    out.add(h)
+                elif subset_of(o, h):
+                    out.add(o)
+        return sorted(out)
+
+
+def intersection(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
+    return HostIndex(server_hosts).intersect(vs_hosts)
 
 
 def visible_to(export_to: list[str], resource_ns: str, viewer_ns: str) -> bool:

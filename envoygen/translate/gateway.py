@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import ir
 from ..model import Res
-from ..model.hosts import fqdn, gateway_ref, intersection, matches, split_server_host, visible_to
+from ..model.hosts import HostIndex, fqdn, gateway_ref, split_server_host
 from ..model.networking import Gateway, Server, VirtualService
 from .context import Context
 from .http import ServerScope, routes_for_vs, sort_vhost_routes
@@ -50,6 +50,13 @@ class BoundServer:
     @property
     def gw_key(self) -> str:
         return self.gateway.key
+
+    def index_for(self, namespace: str) -> HostIndex:
+        """The hosts a VirtualService of ``namespace`` may use, indexed (cached per namespace)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if namespace not in cache:
+            cache[namespace] = HostIndex([h for ns, h in self.hosts if ns in ("*", namespace)])
+        return cache[namespace]
 
     def path(self, *rest: object) -> str:
         p = f"spec.servers[{self.index}]"
@@ -120,8 +127,8 @@ def virtual_services_for(ctx: Context, gateway_key: str) -> list[Res[VirtualServ
 def server_vs_hosts(bs: BoundServer, vs: Res[VirtualService]) -> list[str]:
     """The VS hosts this server admits (namespace filter), resolved to FQDN."""
     vs_hosts = [fqdn(h, vs.namespace) for h in vs.obj.spec.hosts]
-    server_hosts = [h for ns, h in bs.hosts if ns in ("*", vs.namespace)]
-    return intersection(server_hosts, vs_hosts)
+    index = bs.index_for(vs.namespace)
+    return index.intersect(vs_hosts)
 
 
 def _stat_prefix(listener: str) -> str:
