@@ -228,6 +228,13 @@ def test_zero_weight_destination_gets_nothing(backend_factory, gateway_factory):
     got = {greeting_of(gw.port(31400)) for _ in range(8)}
     assert got == {b"A\n"}
     assert b.connections == 0
+    # two route entries → Istio's weighted path (buildOutboundNetworkFiltersWithWeightedClusters): weight-0
+    # entries are left out, but it stays weighted_clusters with stat_prefix "<vs>.<ns>"
+    tp = tcp_proxy_of(bundle_listener(gw.bundle_dir, f"0.0.0.0_{gw.port(31400)}")["filter_chains"][0])
+    assert tp["stat_prefix"] == "split.default", tp
+    assert tp.get("weighted_clusters") == {"clusters": [{"name": "outbound|31400||echo-a.default.svc.cluster.local",
+                                                         "weight": 100}]}, tp
+    assert gw.stats("downstream_cx_total").get("tcp.split.default.downstream_cx_total") == 8
 
 
 def test_tcp_match_port_other_than_server_gives_no_listener(backend_factory, gateway_factory):
