@@ -449,6 +449,18 @@ def test_cors_preflight_and_actual_request(backend_factory, gateway_factory):
     status, headers, _ = preflight("https://good.example.com", path="/other")
     assert "access-control-allow-origin" not in headers
 
+    # the per-route policy as Istio's TranslateCORSPolicy writes it
+    routes = {r["match"].get("prefix"): r for r in vhost_routes(gw, f"{H}:80")}
+    cfg = routes["/api"]["typed_per_filter_config"]["envoy.filters.http.cors"]
+    assert cfg["allow_origin_string_match"] == [{"exact": "https://good.example.com"}, {"prefix": "https://pre."},
+                                                {"safe_regex": {"regex": "https://[a-z]+\\.rx\\.example\\.com"}}]
+    assert cfg["allow_methods"] == "GET,POST" and cfg["allow_headers"] == "x-custom,content-type"
+    assert cfg["expose_headers"] == "x-exposed" and cfg["max_age"] == "600" and cfg["allow_credentials"] is True
+    assert cfg["filter_enabled"] == {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    assert cfg["forward_not_matching_preflights"] is True
+    assert routes["/ignore"]["typed_per_filter_config"]["envoy.filters.http.cors"]["forward_not_matching_preflights"] is False
+    assert "typed_per_filter_config" not in routes["/"]
+
 
 # ----------------------------------------------------------------- fault injection
 def test_fault_delay_and_abort(backend_factory, gateway_factory):
@@ -499,6 +511,13 @@ def test_fault_delay_and_abort(backend_factory, gateway_factory):
     assert get(gw, "/both", H)[0] == 503
     assert time.monotonic() - t0 >= 0.3
     assert fb.count == before + 20
+
+    # percentages as Istio's TranslateFault: percentage.value → per million
+    routes = {r["match"].get("prefix"): r for r in vhost_routes(gw, f"{H}:80")}
+    fault = routes["/delay"]["typed_per_filter_config"]["envoy.filters.http.fault"]
+    assert fault["delay"]["percentage"] == {"numerator": 1000000, "denominator": "MILLION"}
+    assert routes["/abort0"]["typed_per_filter_config"]["envoy.filters.http.fault"]["abort"]["percentage"]["numerator"] == 0
+    assert routes["/grpc"]["typed_per_filter_config"]["envoy.filters.http.fault"]["abort"]["grpc_status"] == 14
 
 
 def test_fault_without_percentage_injects_nothing(backend_factory, gateway_factory):

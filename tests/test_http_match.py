@@ -153,6 +153,10 @@ def test_match_conditions_pick_the_route(backend_factory, gateway_factory):
         ("/exact?x=1", {}, "exact"),
         ("/exact/more", {}, "default"),
         ("/exactly", {}, "default"),
+        # HCM normalize_path: true (Istio pathNormalization DEFAULT) but merge_slashes: false
+        ("/foo/../exact", {}, "exact"),
+        ("/./exact", {}, "exact"),
+        ("//exact", {}, "default"),
         ("/foo", {}, "prefix"),
         ("/foobar", {}, "prefix"),
         ("/foo/bar", {}, "prefix"),
