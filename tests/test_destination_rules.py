@@ -11,10 +11,11 @@ endpoint per backend (``endpoints[].ports: {http: PORT}``), with labels.
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import re
 import textwrap
 
-from harness import http_get
+from harness import http_get, wait_until
 
 NS = "istioinaction"
 
@@ -126,6 +127,22 @@ def who(resp) -> str:
     return resp.headers.get("x-backend", f"<status {resp.status}>")
 
 
+def keepalive_hits(gw, host: str, n: int) -> list[str]:
+    """``n`` GETs on one HTTP/1.1 connection; the x-backend of each answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port(80), timeout=10)
+    out = []
+    try:
+        for _ in range(n):
+            conn.request("GET", "/", headers={"Host": host})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, r.status
+            out.append(r.getheader("x-backend"))
+    finally:
+        conn.close()
+    return out
+
+
 def hits(gw, host: str, n: int, **kw) -> list[str]:
     return [who(http_get(gw, 80, "/", host=host, **kw)) for _ in range(n)]
 
@@ -152,10 +169,11 @@ def test_simple_load_balancers(backend_factory, gateway_factory):
     # No DestinationRule: Istio's default is LEAST_REQUEST.
     assert cl[f"outbound|80||{svc_host('lr')}"]["lb_policy"] == "LEAST_REQUEST"
 
-    rr = hits(gw, "rr.example.com", 10)
+    # Round robin state is per Envoy worker: on one keep-alive connection (one worker)
+    # two hosts strictly alternate.
+    rr = keepalive_hits(gw, "rr.example.com", 10)
     assert set(rr) == {"a", "b"}, rr
-    # Round robin over two hosts: strict alternation, at most one repeat due to start offset.
-    assert rr.count("a") == 5 and rr.count("b") == 5, rr
+    assert all(x != y for x, y in zip(rr, rr[1:])), rr
     rnd = hits(gw, "random.example.com", 30)
     assert set(rnd) == {"a", "b"}, rnd
     lr = hits(gw, "lr.example.com", 20)
@@ -309,14 +327,30 @@ def test_outlier_detection_ejects_failing_endpoint(backend_factory, gateway_fact
     od = clusters(gw)[f"outbound|80||{svc_host('od')}"]["outlier_detection"]
     assert od["consecutive_5xx"] == 1 and od["enforcing_consecutive_5xx"] == 100, od
 
-    first = [http_get(gw, 80, "/", host="od.example.com").status for _ in range(4)]
-    assert 500 in first, first  # round robin reached the bad one once
-    assert bad.count == 1, bad.count  # and after one 5xx it was ejected
+    # one keep-alive connection: round robin reaches the bad endpoint within two requests
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port(80), timeout=10)
+    first = []
+    try:
+        for _ in range(2):
+            conn.request("GET", "/", headers={"Host": "od.example.com"})
+            r = conn.getresponse()
+            r.read()
+            first.append(r.status)
+    finally:
+        conn.close()
+    assert sorted(first) == [200, 500], first
+    assert bad.count == 1
+
+    def ejected_line():
+        lines = [ln for ln in gw.admin("clusters").splitlines()
+                 if ln.startswith(f"outbound|80||{svc_host('od')}::127.0.0.1:{bad.port}::health_flags")]
+        return lines and "failed_outlier_check" in lines[0] and lines[0]
+
+    wait_until(ejected_line, 5, message="bad endpoint never shown as failed_outlier_check")
     after = [who(http_get(gw, 80, "/", host="od.example.com")) for _ in range(10)]
     assert after == ["good"] * 10, after
-    lines = [ln for ln in gw.admin("clusters").splitlines()
-             if ln.startswith(f"outbound|80||{svc_host('od')}::127.0.0.1:{bad.port}::health_flags")]
-    assert lines and "failed_outlier_check" in lines[0], lines
+    assert bad.count == 1, bad.count
+    assert [v for k, v in gw.stats("ejections_enforced_consecutive_5xx").items() if svc_host("od") in k] == [1]
 
 
 # --------------------------------------------------------------------------
