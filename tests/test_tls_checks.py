@@ -401,3 +401,14 @@ def test_wildcard_san_covers_one_label_only(case):
     # a server wildcard host inside the certificate's wildcard is covered too
     p = case.render(gateway(host="*.example.com"))
     assert p.returncode == 0 and "EG0306" not in p.stderr, p.stderr
+
+
+def test_explicit_kubernetes_prefix_is_the_same_credential(tmp_path):
+    """Istio's ToResourceName keeps an explicit kubernetes:// prefix: `kubernetes://webapp-credential` names the
+    same Secret (in the workload namespace) and the same SDS resource as `webapp-credential`."""
+    (tmp_path / "gw.yaml").write_text(gateway("kubernetes://webapp-credential", host="webapp.istioinaction.io"))
+    out = tmp_path / "out"
+    p = run_envoygen(["render", "-f", tmp_path / "gw.yaml", "-o", out, "--credentials-dir", CERTS])
+    assert p.returncode == 0, p.stderr
+    p = run_envoygen(["proxy-config", "secrets", out, "-o", "json"])
+    assert [s["name"] for s in json.loads(p.stdout)] == ["kubernetes://webapp-credential"], p.stdout
