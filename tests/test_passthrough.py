@@ -593,3 +593,50 @@ def test_client_certificate_passes_through_to_the_backend(backend_factory, gatew
     ok = [h for h in secure.handshakes if h["error"] is None]
     assert ok and ok[-1]["peer_cert"].subject_cn == "client.example.com"
     assert ok[-1]["sni"] == "one.example.com"
+
+
+def test_passthrough_server_repeating_an_https_host_is_dropped(backend_factory, backends, gateway_factory, pki,
+                                                               cert_authority, tmp_path):
+    """HTTPS (terminating) server first, then a PASSTHROUGH server with the same host on 443: Istio's
+    CheckDuplicates skips the later server whole; the SNI keeps reaching the terminating chain."""
+    one, _ = backends
+    web = backend_factory("web")
+    creds = tmp_path / "creds"
+    cert_authority.issue("one.example.com").write(creds / "gw-cred")
+    https = """\
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["one.example.com"]
+    tls: {mode: SIMPLE, credentialName: gw-cred}"""
+    web_vs = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  hosts: [one.example.com]
+  gateways: [sni-gateway]
+  http:
+  - route:
+    - destination: {{host: web, port: {{number: 80}}}}
+"""
+    web_se = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  hosts: [web.{NS}.svc.cluster.local]
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {web.port}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+    gw = gateway_factory(
+        [gateway(https, passthrough_server(["one.example.com"], name="tls-one")), web_vs, web_se,
+         tls_vs("one", ["one.example.com"], ["one.example.com"], "one"), service_entry("one", one.port)],
+        ports=(443,),
+        args=["--credentials-dir", str(creds)],
+    )
+    r = https_get(gw, 443, "/", host="one.example.com", ca=pki["ca"])
+    assert (r.status, r.headers["x-backend"]) == (200, "web")  # terminated by the gateway, HTTP backend
+    assert r.headers["server"] == "istio-envoy"
+    assert one.handshakes == []
+    assert "EG0206" in gw.render_result.stderr
+    assert len(_listener(gw, gw.port(443))["filter_chains"]) == 1
