@@ -299,3 +299,32 @@ def test_mesh_default_http_retry_policy(backend_factory, gateway_factory):
     assert routes["/"]["route"]["retry_policy"] == {
         "retry_on": "5xx", "num_retries": 3, "retry_host_predicate": PREVIOUS_HOSTS,
         "host_selection_retry_max_attempts": 5}
+
+
+def test_consistent_hash_retries_stay_on_the_hashed_host(backend_factory, gateway_factory):
+    """retry.ConvertPolicy(in, hashPolicy): with a consistent-hash DestinationRule the policy starts from
+    DefaultConsistentHashPolicy (no previous_hosts predicate), also when the VS sets ``retries`` —
+    so a retry goes back to the same hashed host."""
+    e1 = backend_factory("e1", fail_first=1, fail_status=503)
+    e2 = backend_factory("e2", fail_first=1, fail_status=503)
+    docs = [
+        gateway_doc(),
+        se_doc("hashed", [e1.port, e2.port]),
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+         "metadata": {"name": "hashed", "namespace": NS},
+         "spec": {"host": "hashed", "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}},
+        vs_doc([
+            {"match": [{"uri": {"prefix": "/vsretry"}}], "retries": {"attempts": 1, "retryOn": "5xx"}, "route": to("hashed")},
+            {"route": to("hashed")},
+        ]),
+    ]
+    gw = gateway_factory(dump(*docs), ports=(80,))
+    routes = routes_by_path(gw)
+    status, headers, _ = get(gw, "/vsretry", headers={"x-user": "alice"})
+    counts = {"e1": e1.count, "e2": e2.count}
+    assert status == 200, (status, counts)
+    assert sorted(counts.values()) == [0, 2], counts
+    rp = routes["/vsretry"]["route"]["retry_policy"]
+    assert "retry_host_predicate" not in rp, rp
+    assert "retry_host_predicate" not in routes["/"]["route"]["retry_policy"]
+    assert routes["/"]["route"]["hash_policy"] == [{"header": {"header_name": "x-user"}}]
