@@ -640,3 +640,27 @@ spec:
     assert one.handshakes == []
     assert "EG0206" in gw.render_result.stderr
     assert len(_listener(gw, gw.port(443))["filter_chains"]) == 1
+
+
+def test_sni_hosts_are_not_intersected_with_server_hosts(backends, gateway_factory, pki):
+    """Istio surprise: once a VS's hosts match the server, every sniHost of its tls matches becomes a chain,
+    even one the server does not list (gateway.go only checks VS hosts against server hosts)."""
+    one, two = backends
+    vs = f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: both, namespace: {NS}}}
+spec:
+  hosts: [one.example.com, two.example.com]
+  gateways: [sni-gateway]
+  tls:
+  - match: [{{sniHosts: [two.example.com]}}]
+    route: [{{destination: {{host: two, port: {{number: 443}}}}}}]
+"""
+    gw = gateway_factory(
+        [gateway(passthrough_server(["one.example.com"])), vs,
+         service_entry("one", one.port), service_entry("two", two.port)],
+        ports=(443,),
+    )
+    _assert_routed(gw.port(443), "two.example.com", "two", pki["ca"])
+    _assert_refused(gw.port(443), "one.example.com")
