@@ -443,6 +443,17 @@ def test_operator_sample_renders_one_bundle_per_gateway(tmp_path):
     assert 'name: "0.0.0.0_8081"' in u_boot and 'name: "http.8081"' in u_boot
     assert 'path: "/dev/stdout"' in u_boot and 'path: "/dev/stdout"' in d_boot
 
+    # proxy-config wants one bundle: the parent refuses and names them
+    p = cli("proxy-config", "listeners", out)
+    assert p.returncode == 1 and "istio-ingressgateway" in p.stderr and "my-user-gateway" in p.stderr
+    p = cli("proxy-config", "listeners", out / "my-user-gateway")
+    assert p.returncode == 0 and re.search(r"^0\.0\.0\.0\s+8081\s+ALL\s+Route: http\.8081\s*$", p.stdout, re.M), p.stdout
+    # validate checks every workload with Envoy
+    p = cli("validate", "-f", OPERATOR, "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert [(e["workload"], e["ok"]) for e in doc["envoy"]] == [("istio-ingressgateway", True), ("my-user-gateway", True)]
+
     # --gateway picks one workload; its bundle is OUT itself
     out2 = tmp_path / "only-user"
     p = cli("render", "-f", OPERATOR, "--gateway", "istio=my-user-gateway", "-o", out2)
