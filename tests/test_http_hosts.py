@@ -427,3 +427,20 @@ def test_host_case_short_names_and_wildcard_intersection(backend_factory, gatewa
     ])
     names = sorted(vh["name"] for vh in the_route_config(gw)["virtual_hosts"])
     assert names == ["*.deep.example.com:80", "mixed.example.com:80", "webapp.test.svc.cluster.local:80"], names
+
+
+def test_export_to_dot_among_other_namespaces(backend_factory, gateway_factory):
+    """``.`` in a longer exportTo list still means the VS's own namespace (Istio resolves it when
+    building the visibility set: model/virtualservice.go / push_context.go initVirtualServices)."""
+    docs = [
+        gateway_doc(ns="istio-system"),
+        vs_doc("dot-and-other", ["dot-and-other.example.com"], [{"route": to("dotother")}],
+               gateways=["gw"], ns="istio-system", export_to=[".", "other"]),
+        vs_doc("test-dot-and-sys", ["test-dot-sys.example.com"], [{"route": to("testdotsys")}],
+               gateways=["istio-system/gw"], export_to=[".", "istio-system"]),
+    ]
+    gw, _ = start(gateway_factory, backend_factory, ["dotother", "testdotsys"], docs)
+    check(gw, [
+        ("dot-and-other.example.com", "/", "dotother"),
+        ("test-dot-sys.example.com", "/", "testdotsys"),
+    ])

@@ -114,6 +114,7 @@ def _match_vs() -> tuple[list[str], dict]:
         {"match": [{"uri": {"prefix": "/empty"}, "headers": {"x-k": {}}}], "route": to("hempty")},
         {"match": [{"uri": {"prefix": "/wo"}, "withoutHeaders": {"x-k": {"exact": "bad"}}}], "route": to("without")},
         {"match": [{"uri": {"prefix": "/nostar"}, "withoutHeaders": {"x-k": {"regex": "*"}}}], "route": to("wostar")},
+        {"match": [{"uri": {"prefix": "/nevermatch"}, "withoutHeaders": {"x-k": {"regex": ".*"}}}], "route": to("never")},
         {"match": [{"uri": {"prefix": "/qx"}, "queryParams": {"k": {"exact": "v"}}}], "route": to("qexact")},
         {"match": [{"uri": {"prefix": "/qp"}, "queryParams": {"k": {"prefix": "ab"}}}], "route": to("qprefix")},
         {"match": [{"uri": {"prefix": "/qr"}, "queryParams": {"k": {"regex": "[0-9]+"}}}], "route": to("qregex")},
@@ -184,6 +185,9 @@ def test_match_conditions_pick_the_route(backend_factory, gateway_factory):
         ("/wo", {"headers": {"x-k": "bad"}}, "default"),
         ("/nostar", {}, "wostar"),
         ("/nostar", {"headers": {"x-k": "x"}}, "default"),
+        # withoutHeaders regex ".*" (treat_missing_header_as_empty): never matches
+        ("/nevermatch", {}, "default"),
+        ("/nevermatch", {"headers": {"x-k": "v"}}, "default"),
         # query parameters
         ("/qx?k=v", {}, "qexact"),
         ("/qx?a=1&k=v", {}, "qexact"),
@@ -249,6 +253,7 @@ def test_match_conditions_pick_the_route(backend_factory, gateway_factory):
     assert routes[-1]["match"] == {"prefix": "/", "case_sensitive": True}
     assert all(r["match"].get("path") != "/after" for r in routes)
     assert backends["after"].count == 0 and backends["port81"].count == 0 and backends["schemehttps"].count == 0
+    assert backends["never"].count == 0
 
 
 def test_match_translation_shape(backend_factory, gateway_factory):
