@@ -284,3 +284,31 @@ spec:
     lines = finding(err, "EG0203")
     assert any("istioinaction/vs-svc" in ln and "version-v1" in ln for ln in lines), err
     assert any("istioinaction/vs-se" in ln and "v9" in ln for ln in lines), err
+
+
+def test_service_entry_export_to_limits_visibility(gateway_factory):
+    """A ServiceEntry exported only to its own namespace (exportTo: ".") is not
+    visible to the ingress gateway in istio-system (push_context.go: private
+    services are indexed per namespace), so the route has no endpoints."""
+    def text(export_to: str) -> str:
+        return gw_yaml("a.example.com") + vs("vs-hidden", "a.example.com", "hidden.other.svc.cluster.local") + f"""
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: hidden, namespace: other}}
+spec:
+  hosts: [hidden.other.svc.cluster.local]
+  exportTo: {export_to}
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: 9}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+    # exported to the gateway's namespace: visible
+    gw = gateway_factory(text('["istio-system"]'), ports=(80,), start=False)
+    code, _, err, out = gw.render()
+    assert code == 0, err
+    assert '"outbound|80||hidden.other.svc.cluster.local"' in (out / "envoy.yaml").read_text()
+    # private to "other": the gateway does not see it
+    err = render_err(gateway_factory, text('["."]'))
+    lines = finding(err, "EG0203")
+    assert any("istioinaction/vs-hidden" in ln and "hidden.other.svc.cluster.local" in ln for ln in lines), err
