@@ -327,7 +327,7 @@ def test_header_operations_route_and_destination_level(backend_factory, gateway_
         {"match": [{"uri": {"prefix": "/split2"}}],
          "route": [{"destination": {"host": "hb"}, "weight": 50, "headers": dest_level},
                    {"destination": {"host": "hb2"}, "weight": 50,
-                    "headers": {"request": {"set": {"x-dst": "other-dst"}}}}]},
+                    "headers": {"request": {"set": {"x-dst": "other-dst", ":authority": "hb2.internal"}}}}]},
         {"route": to("hb")},
     ]
     backend_headers = [("x-backend-secret", "s"), ("x-backend-other", "o"), ("x-resp-set", "from-backend"),
@@ -372,6 +372,8 @@ def test_header_operations_route_and_destination_level(backend_factory, gateway_
         backend = b[who]
         want = "dst-set" if who == "hb" else "other-dst"
         assert backend.requests[-1]["headers"]["x-dst"] == want
+        # :authority in a weighted destination's headers → that cluster_weight's host_rewrite_literal
+        assert backend.requests[-1]["headers"]["host"] == (H if who == "hb" else "hb2.internal")
         got.add(who)
     assert got == {"hb", "hb2"}
 

@@ -152,9 +152,11 @@ def test_default_retry_policy(backend_factory, gateway_factory):
     assert unavailable.count == 1
 
     # connect-failure on one endpoint: retried on the other host (previous_hosts predicate)
+    # (a request fails only if the first pick and both retries hit the dead host after 5 host
+    # reselections each: ~0.05%; without retries about half would fail)
     results = [get(gw, f"/half-dead/{i}")[0] for i in range(20)]
-    assert results == [200] * 20, results
-    assert alive.count == 20
+    assert results.count(200) >= 19, results
+    assert alive.count >= 19
     retries = {k: v for k, v in gw.stats("upstream_rq_retry$").items() if "halfdead" in k}
     assert sum(retries.values()) >= 1, retries
 
