@@ -263,6 +263,8 @@ CASES: list[Case] = [
     # ---- size and depth bombs
     Case("alias_bomb", "alias_bomb.yaml", 1, ("EG0004",), mem=True),
     Case("flow_10000", gen_flow_10000, 1, ("EG0004",)),
+    # not nesting at all: 300 '[' in a comment of an otherwise valid file
+    Case("brackets_in_comment", "brackets_in_comment.yaml", 0),
     Case("block_map_200", gen_block_map_200, 1, ("EG0004",)),
     Case("block_seq_10000", gen_block_seq_10000, 1, any_code=("EG0002", "EG0004")),
     Case("file_20mb", gen_20mb, 1, ("EG0001",), text=("16 MiB",), mem=True),

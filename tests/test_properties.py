@@ -1,0 +1,392 @@
+"""Property-based tests (hypothesis) of the whole compiler.
+
+(a) ``test_never_crashes``: generated, valid-ish Istio documents (Gateways with
+    HTTP servers, VirtualServices with random matches, routes, redirects,
+    direct responses, header operations, retries, timeouts, faults, CORS,
+    mirrors; ServiceEntries STATIC on 127.0.0.1; DestinationRules with subsets,
+    load balancers, connection pools, outlier detection), then random
+    mutations (drop a field, change a type, insert an unknown key, random
+    unicode in names, hosts, paths and header values), must never crash the
+    in-process pipeline: ``compile_inputs`` either returns bundles or raises
+    one of envoygen's own errors (exit 1); anything else is a bug.
+
+(b) ``test_accepted_input_is_valid_envoy``: every input envoygen accepts renders
+    a bundle that the stock Envoy's own ``--mode validate`` accepts.
+
+Fixed seed (``derandomize=True``) and bounded example counts: the whole file runs
+in well under 90 s.  ``ENVOYGEN_HYPOTHESIS_EXAMPLES=N`` sets the example count
+of (a) to N and of (b) to N/7 for a longer campaign (docs/fuzzing.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import strategies as st
+
+from envoygen.errors import EnvoygenError
+from envoygen.pipeline import Request, compile_inputs, render_for_host
+
+_N = int(os.environ.get("ENVOYGEN_HYPOTHESIS_EXAMPLES", "0"))
+CRASH_EXAMPLES = _N or 150
+ENVOY_EXAMPLES = max(_N // 7, 1) if _N else 15
+
+# Shrinking re-runs Envoy hundreds of times; in CI a failure reports the unshrunk
+# example at once.  ENVOYGEN_HYPOTHESIS_SHRINK=1 shrinks to a minimal example.
+_PHASES = [Phase.explicit, Phase.reuse, Phase.generate]
+if os.environ.get("ENVOYGEN_HYPOTHESIS_SHRINK"):
+    _PHASES.append(Phase.shrink)
+
+COMMON = dict(
+    derandomize=True,
+    phases=_PHASES,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+API = "networking.istio.io/v1beta1"
+SVC_HOSTS = ["web.example.com", "api.example.com"]
+
+# --------------------------------------------------------------------------
+# building blocks
+
+label = st.from_regex(r"\A[a-z]([a-z0-9-]{0,8}[a-z0-9])?\Z")
+any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+header_name = st.sampled_from(["x-user", "x-env", "x-trace-id", "content-type", "user-agent", "x-a.b", "cookie"])
+header_value = st.one_of(st.from_regex(r"\A[a-zA-Z0-9 ._/-]{0,12}\Z"), any_text)
+path = st.one_of(st.from_regex(r"\A/[a-z0-9/_.-]{0,12}\Z"), st.just("/"), any_text)
+regex = st.sampled_from(["/api/.*", "^/v[0-9]+/.*", ".*\\.png", "[a-z]+", "/(a|b)/c", "(?i)/x", ".*", "/a(?=x)",
+                         "(a)\\1", "["])
+duration = st.sampled_from(["1s", "0.5s", "100ms", "2m", "1h", "0s", "1.5s", "10us", "250ms"])
+percent = st.builds(lambda v: {"value": v}, st.floats(min_value=0, max_value=100, allow_nan=False))
+
+
+def string_match(value: st.SearchStrategy[str] = header_value) -> st.SearchStrategy[dict]:
+    return st.one_of(
+        st.builds(lambda v: {"exact": v}, value),
+        st.builds(lambda v: {"prefix": v}, value),
+        st.builds(lambda v: {"regex": v}, regex),
+    )
+
+
+def opt(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@st.composite
+def header_ops(draw: st.DrawFn) -> dict:
+    return opt({
+        "set": draw(st.none() | st.dictionaries(header_name, header_value, max_size=2)),
+        "add": draw(st.none() | st.dictionaries(header_name, header_value, max_size=2)),
+        "remove": draw(st.none() | st.lists(header_name, max_size=2)),
+    })
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> dict:
+    return opt({"request": draw(st.none() | header_ops()), "response": draw(st.none() | header_ops())})
+
+
+@st.composite
+def match(draw: st.DrawFn) -> dict:
+    return opt({
+        "name": draw(st.none() | label),
+        "uri": draw(st.none() | string_match(path)),
+        "method": draw(st.none() | st.builds(lambda m: {"exact": m}, st.sampled_from(["GET", "POST", "PUT"]))),
+        "authority": draw(st.none() | string_match(st.sampled_from(["a.example.com", "b.example.com:80"]))),
+        "headers": draw(st.none() | st.dictionaries(header_name, string_match(), max_size=2)),
+        "queryParams": draw(st.none() | st.dictionaries(label, string_match(), max_size=2)),
+        "withoutHeaders": draw(st.none() | st.dictionaries(header_name, string_match(), max_size=1)),
+        "ignoreUriCase": draw(st.none() | st.booleans()),
+        "port": draw(st.none() | st.just(80)),
+    })
+
+
+@st.composite
+def destination(draw: st.DrawFn, subsets: list[str]) -> dict:
+    host = draw(st.sampled_from(SVC_HOSTS))
+    return opt({
+        "host": host,
+        "subset": draw(st.none() | st.sampled_from(subsets)) if subsets and host == SVC_HOSTS[0] else None,
+        "port": draw(st.none() | st.just({"number": 80})),
+    })
+
+
+@st.composite
+def http_route(draw: st.DrawFn, subsets: list[str]) -> dict:
+    kind = draw(st.sampled_from(["route", "route", "route", "redirect", "direct"]))
+    r: dict[str, Any] = opt({
+        "name": draw(st.none() | label),
+        "match": draw(st.none() | st.lists(match(), min_size=1, max_size=2)),
+        "headers": draw(st.none() | headers()),
+    })
+    if kind == "route":
+        n = draw(st.integers(1, 3))
+        dests = []
+        for _ in range(n):
+            d = {"destination": draw(destination(subsets))}
+            if n > 1:
+                d["weight"] = draw(st.integers(1, 100))
+            if draw(st.booleans()):
+                d["headers"] = draw(headers())
+            dests.append(d)
+        r["route"] = dests
+        r.update(opt({
+            "timeout": draw(st.none() | duration),
+            "retries": draw(st.none() | st.builds(
+                lambda a, t, o: opt({"attempts": a, "perTryTimeout": t, "retryOn": o}),
+                st.integers(0, 5), st.none() | duration,
+                st.none() | st.sampled_from(["5xx", "gateway-error,connect-failure", "retriable-4xx", "reset"]))),
+            "rewrite": draw(st.none() | st.one_of(
+                st.builds(lambda u: {"uri": u}, path),
+                st.builds(lambda a: {"authority": a}, st.sampled_from(["x.example.com", "y"])),
+                st.builds(lambda m, w: {"uriRegexRewrite": {"match": m, "rewrite": w}}, regex, st.sampled_from(["/", "/\\1", "/x"])),
+            )),
+            "fault": draw(st.none() | st.builds(
+                lambda d, a: opt({"delay": d, "abort": a}),
+                st.none() | st.builds(lambda fd, p: opt({"fixedDelay": fd, "percentage": p}), duration, st.none() | percent),
+                st.none() | st.builds(lambda s, p: opt({"httpStatus": s, "percentage": p}), st.integers(200, 599), st.none() | percent),
+            )),
+            "mirror": draw(st.none() | st.builds(lambda h: {"host": h}, st.sampled_from(SVC_HOSTS))),
+            "mirrorPercentage": draw(st.none() | percent),
+        }))
+    elif kind == "redirect":
+        r["redirect"] = opt({
+            "uri": draw(st.none() | path),
+            "authority": draw(st.none() | st.sampled_from(["new.example.com", "x"])),
+            "scheme": draw(st.none() | st.sampled_from(["https", "http"])),
+            "port": draw(st.none() | st.integers(1, 65535)),
+            "redirectCode": draw(st.none() | st.sampled_from([301, 302, 303, 307, 308])),
+        })
+    else:
+        r["directResponse"] = opt({
+            "status": draw(st.integers(200, 599)),
+            "body": draw(st.none() | st.one_of(st.builds(lambda s: {"string": s}, any_text),
+                                               st.builds(lambda b: {"bytes": b}, st.sampled_from(["aGVsbG8=", ""])))),
+        })
+    if draw(st.booleans()) and kind == "route":
+        r["corsPolicy"] = opt({
+            "allowOrigins": draw(st.lists(string_match(st.sampled_from(["https://a.example.com", "*"])), max_size=2)),
+            "allowMethods": draw(st.lists(st.sampled_from(["GET", "POST", "OPTIONS"]), max_size=2)),
+            "allowHeaders": draw(st.lists(header_name, max_size=2)),
+            "exposeHeaders": draw(st.lists(header_name, max_size=2)),
+            "maxAge": draw(st.none() | duration),
+            "allowCredentials": draw(st.none() | st.booleans()),
+        })
+    return r
+
+
+@st.composite
+def traffic_policy(draw: st.DrawFn) -> dict:
+    lb = draw(st.none() | st.one_of(
+        st.builds(lambda s: {"simple": s}, st.sampled_from(["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "LEAST_CONN"])),
+        st.builds(lambda h: {"consistentHash": {"httpHeaderName": h}}, header_name),
+        st.builds(lambda c: {"consistentHash": {"httpCookie": {"name": c, "ttl": "10s"}}}, label),
+        st.just({"consistentHash": {"useSourceIp": True}}),
+        st.builds(lambda q: {"consistentHash": {"httpQueryParameterName": q}}, label),
+    ))
+    pool = draw(st.none() | st.builds(
+        lambda m, c, p, r: {"tcp": opt({"maxConnections": m, "connectTimeout": c}),
+                            "http": opt({"http1MaxPendingRequests": p, "maxRequestsPerConnection": r})},
+        st.none() | st.integers(1, 1000), st.none() | duration, st.none() | st.integers(1, 1000),
+        st.none() | st.integers(1, 100)))
+    outlier = draw(st.none() | st.builds(
+        lambda c, i, b, m: opt({"consecutive5xxErrors": c, "interval": i, "baseEjectionTime": b, "maxEjectionPercent": m}),
+        st.none() | st.integers(0, 10), st.none() | duration, st.none() | duration, st.none() | st.integers(0, 100)))
+    return opt({"loadBalancer": lb, "connectionPool": pool, "outlierDetection": outlier})
+
+
+@st.composite
+def istio_docs(draw: st.DrawFn) -> list[dict]:
+    n_servers = draw(st.integers(1, 3))
+    servers = []
+    for i in range(n_servers):
+        servers.append({
+            "port": {"number": draw(st.sampled_from([80, 8081, 8082])), "name": f"http-{i}", "protocol": "HTTP"},
+            "hosts": draw(st.lists(st.sampled_from(["*", "a.example.com", "*.example.com", "b.example.com", "ns/*.example.com"]),
+                                   min_size=1, max_size=2, unique=True)),
+            **({"tls": {"httpsRedirect": True}} if draw(st.integers(0, 5)) == 0 else {}),
+        })
+    docs: list[dict] = [{"apiVersion": API, "kind": "Gateway", "metadata": {"name": "gw"},
+                         "spec": {"selector": {"istio": "ingressgateway"}, "servers": servers}}]
+    for h in SVC_HOSTS:
+        docs.append({"apiVersion": API, "kind": "ServiceEntry", "metadata": {"name": h.split(".")[0]},
+                     "spec": {"hosts": [h], "ports": [{"number": 80, "name": "http", "protocol": "HTTP",
+                                                        "targetPort": draw(st.integers(1024, 65535))}],
+                              "resolution": "STATIC",
+                              "endpoints": [opt({"address": "127.0.0.1",
+                                                 "labels": {"version": v} if (v := draw(st.none() | st.sampled_from(["v1", "v2"]))) else None})]}})
+    subsets: list[str] = []
+    if draw(st.booleans()):
+        subsets = draw(st.lists(st.sampled_from(["v1", "v2", "canary"]), max_size=2, unique=True))
+        docs.append({"apiVersion": API, "kind": "DestinationRule", "metadata": {"name": "web"},
+                     "spec": opt({"host": "web.example.com",
+                                  "trafficPolicy": draw(st.none() | traffic_policy()),
+                                  "subsets": [opt({"name": s, "labels": {"version": s},
+                                                   "trafficPolicy": draw(st.none() | traffic_policy())}) for s in subsets] or None})})
+    n_vs = draw(st.integers(1, 2))
+    for i in range(n_vs):
+        docs.append({"apiVersion": API, "kind": "VirtualService", "metadata": {"name": f"vs{i}"},
+                     "spec": {"hosts": draw(st.lists(st.sampled_from(["a.example.com", "b.example.com", "*.example.com", "*"]),
+                                                     min_size=1, max_size=2, unique=True)),
+                              "gateways": ["gw"],
+                              "http": draw(st.lists(http_route(subsets), min_size=1, max_size=3))}})
+    return docs
+
+
+# --------------------------------------------------------------------------
+# mutations
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+def _get(node: Any, p: tuple) -> Any:
+    for k in p:
+        node = node[k]
+    return node
+
+
+any_value = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), any_text,
+    st.lists(st.integers(-3, 3), max_size=2), st.dictionaries(any_text, st.integers(0, 3), max_size=2),
+    st.sampled_from(["80", "true", "1e3", "-1", "0", "", "*", "99999999999999h", "1.5", "null", "~", "%", "%FOO%",
+                     "a\r\nb", "\x00", "\u202e", "../../x", 2**32, 2**63, -1, 0, 1e308]),
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> list[Any]:
+    docs: list[Any] = draw(istio_docs())
+    for _ in range(draw(st.integers(0, 4))):
+        paths = _paths(docs)[1:]
+        p = draw(st.sampled_from(paths))
+        parent = _get(docs, p[:-1])
+        key = p[-1]
+        op = draw(st.sampled_from(["drop", "type", "unknown", "unicode", "dup"]))
+        if op == "drop":
+            if isinstance(parent, dict):
+                del parent[key]
+            else:
+                parent.pop(key)
+        elif op == "type":
+            parent[key] = draw(any_value)
+        elif op == "unknown":
+            target = parent[key] if isinstance(parent[key], dict) else parent
+            if isinstance(target, dict):
+                target[draw(st.sampled_from(["extra", "hostz", "Name", "spec", "x"]))] = draw(any_value)
+        elif op == "unicode":
+            if isinstance(parent[key], str) or draw(st.booleans()):
+                parent[key] = draw(any_text)
+        elif op == "dup" and isinstance(parent, list):
+            parent.append(parent[key])
+    return docs
+
+
+def _dump(docs: list[Any]) -> str:
+    return yaml.safe_dump_all(docs, allow_unicode=True, sort_keys=False, default_flow_style=None)
+
+
+def _compile(text: str, tmp: Path):  # noqa: ANN202
+    f = tmp / "in.yaml"
+    f.write_text(text, encoding="utf-8")
+    return compile_inputs(Request((str(f),)))
+
+
+# --------------------------------------------------------------------------
+# (a) never crash
+
+
+@settings(max_examples=CRASH_EXAMPLES, **COMMON)
+@given(docs=mutated())
+def test_never_crashes(docs: list[Any]) -> None:
+    text = _dump(docs)
+    note(text)
+    with tempfile.TemporaryDirectory(prefix="eg-prop-") as d:
+        try:
+            compiled = _compile(text, Path(d))
+        except EnvoygenError as exc:
+            assert exc.exit_code == 1, exc
+            return
+        for b in compiled.bundles:
+            assert b.files["manifest.json"][0]
+            assert "envoy.yaml" in b.files
+
+
+@settings(max_examples=max(CRASH_EXAMPLES // 3, 20), **COMMON)
+@given(docs=mutated())
+def test_cli_never_tracebacks(docs: list[Any]) -> None:
+    """The same inputs through the CLI entry point: exit 0 or 1, never an uncaught exception."""
+    from click.testing import CliRunner
+
+    from envoygen.cli import cli
+
+    text = _dump(docs)
+    note(text)
+    with tempfile.TemporaryDirectory(prefix="eg-prop-") as d:
+        f = Path(d) / "in.yaml"
+        f.write_text(text, encoding="utf-8")
+        result = CliRunner().invoke(cli, ["validate", "--skip-envoy", "-f", str(f)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code in (0, 1), result.output
+
+
+# --------------------------------------------------------------------------
+# (b) what envoygen accepts, Envoy accepts
+
+
+@pytest.fixture(scope="module")
+def envoy_binary() -> Path:
+    from envoygen.envoy import find_envoy
+
+    return find_envoy()
+
+
+def _envoy_check(docs: list[Any], envoy_binary: Path) -> None:
+    from envoygen.envoy import validate
+
+    text = _dump(docs)
+    note(text)
+    with tempfile.TemporaryDirectory(prefix="eg-prop-") as d:
+        f = Path(d) / "in.yaml"
+        f.write_text(text, encoding="utf-8")
+        try:
+            compiled, root = render_for_host(Request((str(f),)))
+        except EnvoygenError:
+            return  # refused: fine for this property
+        try:
+            for b in compiled.bundles:
+                base = root if compiled.single else root / b.workload.name
+                ok, output = validate(envoy_binary, base / b.bootstrap_file)
+                assert ok, f"Envoy rejected an accepted input:\n{output[-2000:]}"
+        finally:
+            shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@settings(max_examples=ENVOY_EXAMPLES, **COMMON)
+@given(docs=istio_docs())
+def test_accepted_input_is_valid_envoy(docs: list[Any], envoy_binary: Path) -> None:
+    _envoy_check(docs, envoy_binary)
+
+
+@settings(max_examples=ENVOY_EXAMPLES, **COMMON)
+@given(docs=mutated())
+def test_accepted_mutated_input_is_valid_envoy(docs: list[Any], envoy_binary: Path) -> None:
+    _envoy_check(docs, envoy_binary)
