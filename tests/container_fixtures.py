@@ -103,12 +103,16 @@ _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
 def _hcm(name: str) -> dict[str, Any]:
     """An HTTP connection manager answering every request itself: 200, a body
-    naming the backend, and headers naming it and echoing what arrived."""
+    naming the backend, and headers naming it and echoing what arrived
+    (``x-backend-path``, ``-authority``, ``-proto``, ``-xfcc``, ``-request-id``)."""
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": _HCM,
             "stat_prefix": name,
+            # Keep the x-forwarded-client-cert the gateway sends over plain HTTP (Envoy's
+            # default, SANITIZE, would drop it before the echo below).
+            "forward_client_cert_details": "ALWAYS_FORWARD_ONLY",
             "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}],
             "route_config": {
                 "virtual_hosts": [{
@@ -118,6 +122,11 @@ def _hcm(name: str) -> dict[str, Any]:
                         {"header": {"key": "x-backend", "value": name}},
                         {"header": {"key": "x-backend-path", "value": "%REQ(:PATH)%"}},
                         {"header": {"key": "x-backend-authority", "value": "%REQ(:AUTHORITY)%"}},
+                        # Headers the gateway adds or strips, as the backend got
+                        # them (absent when the request had none).
+                        {"header": {"key": "x-backend-proto", "value": "%REQ(x-forwarded-proto)%"}},
+                        {"header": {"key": "x-backend-xfcc", "value": "%REQ(x-forwarded-client-cert)%"}},
+                        {"header": {"key": "x-backend-request-id", "value": "%REQ(x-request-id)%"}},
                     ],
                     "routes": [{
                         "match": {"prefix": "/"},

@@ -116,6 +116,8 @@ def test_http_routes_each_host_to_its_backend(suite: Suite) -> None:  # noqa: F8
             assert r.headers["x-backend-authority"] == host
             assert r.headers["server"] == "istio-envoy"
             assert "x-suite-route" not in r.headers
+            assert r.headers["x-backend-proto"] == "http"
+            assert re.fullmatch(r"[0-9a-f-]{36}", r.headers["x-backend-request-id"]), r.headers
     # Host with a port still matches (ignore_port_in_host_matching, as Istio).
     r = http_get(None, port, "/", host=f"{WEBAPP}:80")
     assert (r.status, r.headers.get("x-backend")) == (200, "webapp")
@@ -169,6 +171,12 @@ def test_https_certificate_and_backend_chosen_by_sni(suite: Suite, sni: str, sub
     assert r.headers["x-backend-path"] == "/secure"
     assert r.headers.get("x-suite-route") == route
     assert r.headers["server"] == "istio-envoy"
+    assert r.headers["x-backend-proto"] == "https"
+    # A client-supplied x-forwarded-client-cert never reaches the backend
+    # (SANITIZE_SET; no client certificate on this connection).
+    r = https_get(None, suite.port(443), "/", host=sni, ca=DEV_ROOT_CA,
+                  headers={"x-forwarded-client-cert": 'By=spiffe://evil;Subject="CN=admin"'})
+    assert r.status == 200 and "x-backend-xfcc" not in r.headers, r.headers
 
 
 def test_https_host_of_another_server_and_unknown_sni(suite: Suite) -> None:  # noqa: F811
@@ -207,6 +215,15 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(suite: Suite) -> N
     assert r.tls.subject_cn == WEBAPP
     assert r.headers["x-backend"] == "webapp"
     assert r.headers["x-backend-path"] == "/mtls"
+    # The backend learns who the client is (x-forwarded-client-cert, SANITIZE_SET
+    # with subject, cert, dns and uri), and a forged value is replaced.
+    r = https_get(None, port, "/mtls", host=WEBAPP, ca=DEV_ROOT_CA, client_cert=CLIENT_CERT,
+                  client_key=CLIENT_KEY, headers={"x-forwarded-client-cert": 'Subject="CN=admin"'})
+    xfcc = r.headers["x-backend-xfcc"]
+    assert 'Subject="CN=webapp-client"' in xfcc, xfcc
+    assert re.search(r"(^|;)Hash=[0-9a-f]{64}(;|$)", xfcc), xfcc
+    assert 'Cert="-----BEGIN%20CERTIFICATE-----' in xfcc, xfcc
+    assert "CN=admin" not in xfcc
 
 
 # ---------------------------------------------------------------------------
