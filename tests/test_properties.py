@@ -390,3 +390,38 @@ def test_accepted_input_is_valid_envoy(docs: list[Any], envoy_binary: Path) -> N
 @given(docs=mutated())
 def test_accepted_mutated_input_is_valid_envoy(docs: list[Any], envoy_binary: Path) -> None:
     _envoy_check(docs, envoy_binary)
+
+
+# --------------------------------------------------------------------------
+# minimal examples found by the campaigns (docs/fuzzing.md): each must be refused
+# by envoygen (exit 1, with a finding) or accepted by Envoy
+
+
+def _vs_with(http: list[dict]) -> list[dict]:
+    return [
+        {"apiVersion": API, "kind": "Gateway", "metadata": {"name": "gw"},
+         "spec": {"servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}},
+        {"apiVersion": API, "kind": "ServiceEntry", "metadata": {"name": "web"},
+         "spec": {"hosts": ["web.example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                  "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1"}]}},
+        {"apiVersion": API, "kind": "VirtualService", "metadata": {"name": "vs"},
+         "spec": {"hosts": ["*"], "gateways": ["gw"], "http": http}},
+    ]
+
+
+_WEB = [{"destination": {"host": "web.example.com"}}]
+REGRESSIONS = {
+    "header_value_percent": [{"headers": {"request": {"set": {"x-a": "100%"}}}, "route": _WEB}],
+    "header_value_crlf": [{"headers": {"request": {"set": {"x-a": "a\r\nb"}}}, "route": _WEB}],
+    "header_value_nul": [{"headers": {"response": {"add": {"x-a": "a\x00b"}}}, "route": _WEB}],
+    "remove_pseudo_header": [{"headers": {"request": {"remove": [":path"]}}, "route": _WEB}],
+    "weight_over_uint32": [{"route": [{"destination": {"host": "web.example.com"}, "weight": 2**32},
+                                      {"destination": {"host": "web.example.com"}, "weight": 1}]}],
+    "retry_attempts_over_uint32": [{"route": _WEB, "retries": {"attempts": 2**32}}],
+    "timeout_out_of_range": [{"route": _WEB, "timeout": "99999999999999h"}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_regression_accepted_means_envoy_valid(name: str, envoy_binary: Path) -> None:
+    _envoy_check(_vs_with(REGRESSIONS[name]), envoy_binary)
