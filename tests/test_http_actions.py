@@ -464,6 +464,23 @@ def test_cors_preflight_and_actual_request(backend_factory, gateway_factory):
     assert "typed_per_filter_config" not in routes["/"]
 
 
+def test_cors_allow_origins_replaces_deprecated_allow_origin(backend_factory, gateway_factory):
+    """TranslateCORSPolicy: ``if in.AllowOrigins != nil {...} else if in.AllowOrigin != nil {...}`` —
+    with both set, only allowOrigins counts (the deprecated list must not widen CORS)."""
+    H = "cors2.example.com"
+    http = [
+        {"corsPolicy": {"allowOrigins": [{"exact": "https://new.example.com"}],
+                        "allowOrigin": ["https://legacy.example.com"], "allowMethods": ["GET"]},
+         "route": to("cb2")},
+    ]
+    gw, _ = start(gateway_factory, backend_factory, ["cb2"], [gateway_doc(), vs_doc("cors2", [H], http)])
+    pre = {"Access-Control-Request-Method": "GET"}
+    status, headers, _ = get(gw, "/x", H, method="OPTIONS", headers={"Origin": "https://new.example.com", **pre})
+    assert headers.get("access-control-allow-origin") == "https://new.example.com"
+    status, headers, _ = get(gw, "/x", H, method="OPTIONS", headers={"Origin": "https://legacy.example.com", **pre})
+    assert "access-control-allow-origin" not in headers, dict(headers)
+
+
 # ----------------------------------------------------------------- fault injection
 def test_fault_delay_and_abort(backend_factory, gateway_factory):
     H = "fault.example.com"

@@ -444,3 +444,18 @@ def test_export_to_dot_among_other_namespaces(backend_factory, gateway_factory):
         ("dot-and-other.example.com", "/", "dotother"),
         ("test-dot-sys.example.com", "/", "testdotsys"),
     ])
+
+
+def test_two_servers_of_one_gateway_on_port_80(backend_factory, gateway_factory):
+    gw_doc = gateway_doc("multi", hosts=["a.multi.example.com"])
+    gw_doc["spec"]["servers"].append({"port": {"number": 80, "name": "http-b", "protocol": "HTTP"},
+                                      "hosts": ["b.multi.example.com"]})
+    gw, b = start(gateway_factory, backend_factory, ["anyhost"], [
+        gw_doc, vs_doc("anyhost", ["*"], [{"route": to("anyhost")}], gateways=["multi"])])
+    check(gw, [
+        ("a.multi.example.com", "/", "anyhost"),
+        ("b.multi.example.com", "/", "anyhost"),
+        ("c.multi.example.com", "/", "status:404"),
+    ])
+    assert sorted(vh["name"] for vh in the_route_config(gw)["virtual_hosts"]) == [
+        "a.multi.example.com:80", "b.multi.example.com:80"]

@@ -362,3 +362,12 @@ def test_match_port_equal_to_server_port_with_port_map(backend_factory, gateway_
     status, headers, _ = http_get(gw, 8080, "/x", host=HOST)
     assert status == 200 and headers["x-backend"] == "p8080"
     assert backends["p80"].count == 0 and backends["fallback"].count == 0
+
+
+def test_invalid_regex_is_rejected_at_build_time(gateway_factory):
+    """Istio validation rejects a regex that does not compile; envoygen reports EG0208 with the field."""
+    vs = vs_doc("bad-re", [HOST], [{"match": [{"uri": {"regex": "/a/(unclosed"}}], "route": to("x")}])
+    gw = gateway_factory(dump(gateway_doc(), vs, se_doc("x", 9)), ports=(80,), start=False)
+    code, _, stderr, _ = gw.render()
+    assert code == 1, stderr
+    assert "EG0208" in stderr and "spec.http[0].match[0].uri" in stderr, stderr
