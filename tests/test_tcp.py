@@ -1056,3 +1056,22 @@ spec:
     assert tcp_exchange(gw.port(31400), b"hello\n", read_until=b"\n") == b"secure\n"
     ok = [h for h in secure.handshakes if h["error"] is None]
     assert ok and ok[-1]["sni"] == "secure.example.com"
+
+
+def test_vs_host_wildcards_match_the_server_both_ways(backend_factory, gateway_factory):
+    """pickMatchingGatewayHosts uses host.Name.Matches, wildcard-aware in both directions."""
+    a = backend_factory.tcp("a", greeting=b"A\n")
+    b = backend_factory.tcp("b", greeting=b"B\n")
+    gw = gateway_factory(
+        [gateway("""\
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["tcp.example.com"]
+  - port: {number: 31401, name: tcp-wild, protocol: TCP}
+    hosts: ["*.example.org"]"""),
+         tcp_vs("a-vs", route_to("echo-a", match="[{port: 31400}]"), hosts='["*.example.com"]'),
+         tcp_vs("b-vs", route_to("echo-b", match="[{port: 31401}]"), hosts='["db.example.org"]'),
+         service_entry("echo-a", 31400, a.port), service_entry("echo-b", 31400, b.port)],
+        ports=(31400, 31401),
+    )
+    assert greeting_of(gw.port(31400)) == b"A\n"
+    assert greeting_of(gw.port(31401)) == b"B\n"
