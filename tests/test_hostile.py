@@ -215,6 +215,7 @@ class Case:
     stdin: bytes | None = None
     time_bound: float = TIME_BOUND
     mem: bool = False  # print and bound the peak RSS
+    slow: bool = False  # takes more than a few seconds (pytest -m "not slow" skips it)
 
 
 def _creds_symlink(tmp: Path) -> list[str]:
@@ -268,7 +269,7 @@ CASES: list[Case] = [
     Case("block_map_200", gen_block_map_200, 1, ("EG0004",)),
     Case("block_seq_10000", gen_block_seq_10000, 1, any_code=("EG0002", "EG0004")),
     Case("file_20mb", gen_20mb, 1, ("EG0001",), text=("16 MiB",), mem=True),
-    Case("flow_list_14mb", gen_flow_list_14mb, 1, ("EG0004",), mem=True, time_bound=20.0),
+    Case("flow_list_14mb", gen_flow_list_14mb, 1, ("EG0004",), mem=True, time_bound=20.0, slow=True),
     # ---- document shape
     Case("empty", "empty.yaml", 0, text=("warning",)),
     Case("only_comments", "only_comments.yaml", 0, text=("warning",)),
@@ -314,8 +315,8 @@ CASES: list[Case] = [
     Case("port_map_out_of_range", "valid.yaml", 2, args=("--port-map", "80=70000"), text=("--port-map",)),
     Case("admin_port_garbage", "valid.yaml", 2, args=("--admin-port", "0x"), text=("--admin-port",)),
     # ---- volume
-    Case("gateways_5000", gen_5000_gateways, 0),
-    Case("configmaps_5000", gen_5000_configmaps, 0, ("EG0005",)),
+    Case("gateways_5000", gen_5000_gateways, 0, slow=True),
+    Case("configmaps_5000", gen_5000_configmaps, 0, ("EG0005",), slow=True),
 ]
 
 
@@ -347,7 +348,7 @@ def _assert_findings(case: Case, r: Run) -> None:
         assert t in r.stderr, f"{t!r} not on stderr:\n{r.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in CASES])
 def test_hostile_input(case: Case, tmp_path: Path, prior_template: Path) -> None:
     PWNED.unlink(missing_ok=True)
     args = ["render"]
@@ -492,6 +493,7 @@ def _big_valid(tmp: Path) -> Path:
     return gen_5000_gateways(tmp)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 @pytest.mark.parametrize("prior", [False, True], ids=["absent", "prior"])
 def test_interrupted_render(sig: signal.Signals, prior: bool, tmp_path: Path) -> None:
