@@ -459,3 +459,15 @@ def test_two_servers_of_one_gateway_on_port_80(backend_factory, gateway_factory)
     ])
     assert sorted(vh["name"] for vh in the_route_config(gw)["virtual_hosts"]) == [
         "a.multi.example.com:80", "b.multi.example.com:80"]
+
+
+def test_short_gateway_name_resolves_in_the_vs_namespace(gateway_factory):
+    """``gateways: [gw]`` in namespace apps means apps/gw (resolveGatewayName), not edge/gw:
+    Istio would bind nothing; envoygen reports the dangling reference as EG0201."""
+    docs = [gateway_doc("gw", ns="edge"),
+            vs_doc("wrongns", ["wrongns.example.com"], [{"route": to("x")}], gateways=["gw"], ns="apps"),
+            se_doc("x", 9)]
+    gw = gateway_factory(dump(*docs), ports=(80,), start=False)
+    code, _, stderr, _ = gw.render()
+    assert code == 1, stderr
+    assert "EG0201" in stderr and "apps/gw" in stderr and "spec.gateways[0]" in stderr, stderr
