@@ -311,7 +311,8 @@ def test_rewrites(backend_factory, gateway_factory):
 def test_header_operations_route_and_destination_level(backend_factory, gateway_factory):
     H = "hdr.example.com"
     route_level = {
-        "request": {"set": {"x-set": "route-set"}, "add": {"x-add": "route-add"}, "remove": ["x-drop"]},
+        "request": {"set": {"x-set": "route-set", "x-client-ip": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                    "add": {"x-add": "route-add"}, "remove": ["x-drop"]},
         "response": {"set": {"x-resp-set": "route-set"}, "add": {"x-resp-add": "route-add"}, "remove": ["x-backend-secret"]},
     }
     dest_level = {
@@ -341,6 +342,8 @@ def test_header_operations_route_and_destination_level(backend_factory, gateway_
     assert status == 200
     req = hb.requests[-1]["headers"]
     assert req["x-set"] == "route-set"
+    # values pass through to Envoy untouched, so Envoy's %COMMAND% formatters work as in Istio
+    assert req["x-client-ip"] == "127.0.0.1"
     assert req["x-add"] == "client,route-add"
     assert "x-drop" not in req
     assert req["x-drop-dst"] == "gone2" and req["x-dst"] == "client"

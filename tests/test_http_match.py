@@ -356,12 +356,18 @@ def test_match_port_equal_to_server_port_with_port_map(backend_factory, gateway_
         {"route": to("fallback")},
     ]
     backends = {n: backend_factory(n) for n in ("p8080", "p80", "fallback")}
-    docs = [gateway_doc(port=8080), vs_doc("port-vs", [HOST], http),
+    # a VS whose every match names another port yields no route, hence no vhost at all
+    other_port_only = vs_doc("other-port", [OTHER], [{"match": [{"port": 80}], "route": to("p80")}])
+    docs = [gateway_doc(port=8080), vs_doc("port-vs", [HOST], http), other_port_only,
             *(se_doc(n, b.port) for n, b in backends.items())]
     gw = gateway_factory(dump(*docs), ports=(8080,))
     status, headers, _ = http_get(gw, 8080, "/x", host=HOST)
     assert status == 200 and headers["x-backend"] == "p8080"
     assert backends["p80"].count == 0 and backends["fallback"].count == 0
+    status, headers, _ = http_get(gw, 8080, "/x", host=OTHER)
+    assert status == 404 and headers["server"] == "istio-envoy"
+    names = [vh["name"] for rc in route_configs(gw).values() for vh in rc["virtual_hosts"]]
+    assert names == [f"{HOST}:8080"], names
 
 
 def test_invalid_regex_is_rejected_at_build_time(gateway_factory):
