@@ -43,7 +43,7 @@ from container_fixtures import (  # noqa: E402
     suite,  # noqa: F401 - fixture
     suite_env,  # noqa: F401 - fixture
 )
-from harness import http_get, https_get, tcp_exchange, tls_handshake  # noqa: E402
+from harness import http_get, https_get, run_curl, tcp_exchange, tls_handshake  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
@@ -189,9 +189,49 @@ def test_https_host_of_another_server_and_unknown_sni(suite: Suite) -> None:  # 
     for sni in ("nobody.example.com", None):
         hs = tls_handshake("127.0.0.1", port, sni, verify=False)
         assert not hs.ok, (sni, hs)
+    # ALPN: the gateway's HTTPS servers offer h2 and http/1.1.
+    for offer, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
+        hs = tls_handshake("127.0.0.1", port, WEBAPP, ca=DEV_ROOT_CA, alpn=offer)
+        assert hs.ok and hs.alpn == chosen, (offer, hs)
     # Plain HTTP on the HTTPS port is not served either.
     with pytest.raises(REFUSED):
         http_get(None, port, "/", host=WEBAPP, timeout=5)
+
+
+def _curl(suite: Suite, *args: str) -> tuple[int, dict[str, str], str, str]:
+    """curl with the service names pointed at the published ports
+    (``--connect-to``); returns (exit code, headers of the last response,
+    body, ``%{http_version} %{num_redirects}``)."""
+    connect = []
+    for host in (WEBAPP, CATALOG, SHOP):
+        for server_port in (80, 443):
+            connect += ["--connect-to", f"{host}:{server_port}:127.0.0.1:{suite.port(server_port)}"]
+    marker = "\n--curl-write-out--\n"
+    p = run_curl([*connect, "--cacert", str(DEV_ROOT_CA), "-D", "-", "-w", f"{marker}%{{http_version}} %{{num_redirects}}",
+                  *args])
+    out, _, written = p.stdout.replace("\r\n", "\n").rpartition(marker)
+    head, _, body = out.rpartition("\n\n")
+    last = head.split("\n\n")[-1].split("\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in last[1:])}
+    return p.returncode, headers, body, written.strip() or p.stderr
+
+
+def test_curl_follows_the_redirect_and_speaks_http2(suite: Suite) -> None:  # noqa: F811
+    # A browser's journey: http://shop... -> 301 -> https://shop... (wildcard certificate, verified).
+    rc, headers, body, info = _curl(suite, "-L", f"http://{SHOP}/cart?id=7")
+    assert rc == 0, info
+    assert info.split()[1] == "1", info  # one redirect followed (then h2 over TLS, curl's default)
+    assert headers["x-backend"] == "webapp" and headers["x-suite-route"] == "wildcard", headers
+    assert headers["x-backend-proto"] == "https" and headers["x-backend-path"] == "/cart?id=7"
+    assert body == "backend webapp\n"
+    # HTTP/2 over TLS (ALPN h2) on the HTTPS port, and h2c with prior knowledge on port 80.
+    rc, headers, body, info = _curl(suite, "--http2", f"https://{CATALOG}/h2")
+    assert rc == 0 and info.split()[0] == "2", info
+    assert headers["x-backend"] == "catalog" and headers["x-backend-authority"] == CATALOG, headers
+    assert headers["server"] == "istio-envoy"
+    rc, headers, body, info = _curl(suite, "--http2-prior-knowledge", f"http://{WEBAPP}/h2c")
+    assert rc == 0 and info.split()[0] == "2", info
+    assert headers["x-backend"] == "webapp" and headers["x-backend-path"] == "/h2c", headers
 
 
 # ---------------------------------------------------------------------------
@@ -251,6 +291,9 @@ def test_tls_passthrough_reaches_the_backend_certificate(suite: Suite) -> None: 
     assert r.headers["x-backend-path"] == "/pass"
     # The backend's own server header: no HTTP processing in the gateway.
     assert r.headers["server"] == "envoy"
+    # ALPN is the backend's too (it offers http/1.1 only, the gateway would pick h2).
+    hs = tls_handshake("127.0.0.1", port, PASSTHROUGH_HOST, ca=suite.passthrough_ca, alpn=["h2", "http/1.1"])
+    assert hs.ok and hs.alpn == "http/1.1" and hs.subject_cn == PASSTHROUGH_HOST, hs
     # Any other SNI, or none: no filter chain, disconnected.
     for sni in ("other.example.com", WEBAPP, None):
         hs = tls_handshake("127.0.0.1", port, sni, verify=False)
