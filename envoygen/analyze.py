@@ -138,10 +138,17 @@ def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, reg
                     f"ports: {', '.join(str(p.number) for p in svc.ports) or 'none'}", where + (".port" if d.port else ""))
     if d.subset:
         rule = rule_for(host, rules)
-        if rule is None or rule.subset(d.subset) is None:
+        subset = rule.subset(d.subset) if rule is not None else None
+        if subset is None:
             f.error(vs.file, vs.line(*path, "subset"), "EG0204",
                     f"VirtualService {vs.key}: subset {d.subset!r} of {host} is not defined by any DestinationRule",
                     where + ".subset", "define it under a DestinationRule's spec.subsets")
+        elif subset.labels and not any(all(ep.labels.get(k) == v for k, v in subset.labels.items()) for ep in svc.endpoints):
+            hint = ("a Kubernetes Service has no pod labels here; use a ServiceEntry with labelled endpoints"
+                    if svc.origin.startswith("Service ") else "label the ServiceEntry endpoints")
+            f.error(vs.file, vs.line(*path, "subset"), "EG0203",
+                    f"VirtualService {vs.key}: subset {d.subset!r} of {host} selects no endpoint of {svc.origin} "
+                    f"(labels {dict(subset.labels)}); Istio would answer 503", where + ".subset", hint)
 
 
 def _server_index(gw: Res[Gateway], i: int, namespace: str, cache: dict) -> HostIndex:

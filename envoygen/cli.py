@@ -26,7 +26,13 @@ from .translate import Options
 
 
 def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
-    port_map = dict(kw.get("port_map") or ())
+    pairs = list(kw.get("port_map") or ())
+    seen: dict[int, int] = {}
+    for a, b in pairs:
+        if a in seen and seen[a] != b:
+            raise click.UsageError(f"--port-map {a}={seen[a]} and {a}={b}: one bind port per server port")
+        seen[a] = b
+    port_map = dict(pairs)
     opts = Options(
         install_dir=install_dir or kw["install_dir"],
         port_map=port_map,

@@ -40,6 +40,7 @@ CODES: dict[str, str] = {
     "EG0211": "--port-map names a port no server uses",
     "EG0212": "no listener would be produced for a server",
     "EG0213": "several VirtualServices for one host with conflicting routes",
+    "EG0214": "two listeners would bind the same port (gateway, admin, readiness, stats)",
     # credentials
     "EG0301": "credential referenced but absent",
     "EG0302": "credential name is not a valid Kubernetes name",

@@ -121,6 +121,7 @@ class Redirect:
 class DirectResponse:
     status: int
     body: str | None = None
+    body_base64: str | None = None  # body.bytes, kept as bytes (inline_bytes)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ class TcpProxy:
     access_log: AccessLog | None = None
     max_connection_duration: float | None = None
     hash_source_ip: bool = False
+    mongo: bool = False  # a MONGO server: envoy.filters.network.mongo_proxy first (Istio's EnableMongoFilter)
 
 
 @dataclass(frozen=True)

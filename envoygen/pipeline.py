@@ -57,6 +57,21 @@ def _stop_on_errors(findings: Findings) -> None:
         raise FindingsError(findings.sorted())
 
 
+def _check_port_collisions(boot: ir.Bootstrap, workload: str, findings: Findings) -> None:
+    """Envoy's --mode validate binds no socket, so a port used twice is caught here."""
+    users: dict[int, list[str]] = {}
+    for l in boot.listeners:
+        users.setdefault(l.port, []).append(f"listener {l.name}")
+    users.setdefault(boot.admin_port, []).append("--admin-port")
+    users.setdefault(boot.readiness_port, []).append("--readiness-port")
+    users.setdefault(boot.stats_port, []).append("--stats-port")
+    for port, who in sorted(users.items()):
+        if len(who) > 1:
+            findings.error("--port-map", 0, "EG0214",
+                           f"gateway {workload}: port {port} is used by {' and '.join(who)}; Envoy could not bind it twice",
+                           hint="change --port-map, --admin-port, --readiness-port or --stats-port")
+
+
 def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
     docs, findings, inputs = load_paths(list(req.paths), stdin)
     input_digests = []
@@ -94,6 +109,7 @@ def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
             opts = replace(opts, install_dir=f"{opts.install_dir.rstrip('/')}/{w.name}")
         renderer = Renderer(opts.install_dir, req.templates)
         boot = translate(resources, w, opts, findings)
+        _check_port_collisions(boot, w.name, findings)
         _stop_on_errors(findings)
         files = bundle_files(renderer, boot, req.bootstrap_format)
         bootstrap_file = "envoy.json" if "envoy.json" in files else "envoy.yaml"

@@ -147,6 +147,14 @@ class HTTPBody(Strict):
     def _one(self) -> "HTTPBody":
         if (self.string is None) == (self.bytes is None):
             raise ValueError("set exactly one of string and bytes")
+        if self.bytes is not None:
+            import base64
+            import binascii
+
+            try:
+                base64.b64decode(self.bytes.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeEncodeError):
+                raise ValueError("bytes must be base64") from None
         return self
 
 

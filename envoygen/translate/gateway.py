@@ -117,10 +117,14 @@ def virtual_services_for(ctx: Context, gateway_key: str) -> list[Res[VirtualServ
     bound = [vs for vs in ctx.resources.virtual_services
              if gateway_key in {gateway_ref(g, vs.namespace) for g in vs.obj.spec.gateways}]
     bound.sort(key=lambda v: v.sort_key())
-    private = [v for v in bound if v.obj.spec.export_to == ["."] and v.namespace == ns]
-    exported = [v for v in bound if v.obj.spec.export_to and "*" not in v.obj.spec.export_to
-                and v not in private and ns in v.obj.spec.export_to]
-    public = [v for v in bound if (not v.obj.spec.export_to or "*" in v.obj.spec.export_to)]
+    def targets(v: Res[VirtualService]) -> set[str]:
+        return {v.namespace if e == "." else e for e in v.obj.spec.export_to}
+
+    # initVirtualServices: "." (or the VS's own namespace) is private to that namespace
+    private = [v for v in bound if v.obj.spec.export_to and v.namespace == ns and ns in targets(v)]
+    exported = [v for v in bound if v.obj.spec.export_to and "*" not in targets(v)
+                and v not in private and ns in targets(v)]
+    public = [v for v in bound if (not v.obj.spec.export_to or "*" in targets(v))]
     return private + exported + [v for v in public if v not in private and v not in exported]
 
 
@@ -159,15 +163,17 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
             routes = routes_for_vs(ctx, vs, scope, registry, rules)
             for h in hosts:
                 served.add(h)
-                vh = vhosts.setdefault(h, {"port": port, "routes": [], "tls": False, "vs": []})
-                if vs.key in vh["vs"]:
-                    continue  # the same VirtualService through another server adds nothing
-                vh["vs"].append(vs.key)
+                vh = vhosts.setdefault(h, {"port": port, "routes": [], "tls": False, "vs": [], "seen": set()})
+                if (bs.gw_key, vs.key) in vh["seen"]:
+                    continue  # the same VirtualService through another server of this Gateway adds nothing
+                vh["seen"].add((bs.gw_key, vs.key))
+                if vs.key not in vh["vs"]:
+                    vh["vs"].append(vs.key)
                 vh["routes"].extend(routes)
                 vh["tls"] = vh["tls"] or redirect
         if redirect:
             for _, h in bs.hosts:
-                vh = vhosts.setdefault(h, {"port": port, "routes": [], "tls": True, "vs": []})
+                vh = vhosts.setdefault(h, {"port": port, "routes": [], "tls": True, "vs": [], "seen": set()})
                 vh["tls"] = True
     out = []
     for host, vh in vhosts.items():
@@ -231,6 +237,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
         lname = f"{group.bind}_{group.port}"
         suffix = "" if group.bind == "0.0.0.0" else f".{group.bind}"
         chains: list[ir.FilterChain] = []
+        failed = False
         if group.kind == "http":
             rc = build_route_config(ctx, f"http.{group.port}{suffix}", group.servers, registry, rules)
             chains.append(ir.FilterChain(name=lname, http=_hcm(ctx, _stat_prefix(lname), rc, access_log)))
@@ -250,6 +257,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                     continue
                 tls = downstream_tls(ctx, bs)
                 if tls is None:
+                    failed = True
                     continue
                 if bs.kind == "https":
                     rname = f"https.{bs.server.port.number}.{bs.server.port.name}.{bs.gateway.name}.{bs.gateway.namespace}{suffix}"
@@ -261,6 +269,8 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                     if tcp is not None:
                         chains.append(ir.FilterChain(name=f"{lname}.{bs.server.port.name}.{bs.gateway.name}", server_names=names,
                                                      tls=tls, tcp=tcp))
+        if not chains and failed:
+            continue  # the servers' errors are already reported; "no route" would mislead
         if not chains:
             first = group.servers[0]
             ctx.findings.warning(first.gateway.file, first.line("port"), "EG0212",

@@ -153,7 +153,8 @@ def retry_policy(r: HTTPRetry | MeshRetryPolicy | None, default: MeshRetryPolicy
         if codes and "retriable-status-codes" not in parts:
             parts.append("retriable-status-codes")
         retry_on = ",".join(parts)
-    previous_hosts = r.retry_ignore_previous_hosts is not False
+    # ConvertPolicy: with a hash policy the base is DefaultConsistentHashPolicy (no previous_hosts)
+    previous_hosts = r.retry_ignore_previous_hosts if r.retry_ignore_previous_hosts is not None else not hashed
     return ir.RetryPolicy(
         retry_on=retry_on,
         num_retries=r.attempts,
@@ -308,13 +309,9 @@ def translate_route(ctx: Context, http: HTTPRoute, match: HTTPMatchRequest | Non
         action = redirect_action(http.redirect, scope)
     elif http.direct_response is not None:
         body = http.direct_response.body
-        text = None
-        if body is not None:
-            text = body.string if body.string is not None else None
-            if body.bytes is not None:
-                import base64
-                text = base64.b64decode(body.bytes).decode("utf-8", errors="replace")
-        action = ir.DirectResponse(http.direct_response.status, text)
+        action = ir.DirectResponse(http.direct_response.status,
+                                   body.string if body is not None else None,
+                                   body.bytes if body is not None else None)
     else:
         action, headers = _route_action(ctx, http, vs, scope, registry, rules)
     return ir.Route(

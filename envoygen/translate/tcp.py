@@ -82,7 +82,12 @@ def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, Se
             if not clusters:
                 continue
             stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
-            return _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log)
+            proxy = _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log)
+            if bs.server.port.protocol.upper() == "MONGO":
+                from dataclasses import replace
+
+                proxy = replace(proxy, mongo=True)
+            return proxy
     return None
 
 

@@ -42,8 +42,9 @@ def _secret_sources(ctx: Context) -> dict[tuple[str, str], SecretSource]:
     return out
 
 
-def _register_cert(ctx: Context, cred_name: str, cred: Credential) -> ir.SdsRef:
-    name = sds_name(cred_name)
+def _register_cert(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
+    """``resource``: the SDS name when it is not kubernetes://<cred_name> (file-mounted material)."""
+    name = resource or sds_name(cred_name)
     files: list[tuple[str, bytes]] = [("tls.crt", cred.cert_chain or b""), ("tls.key", cred.private_key or b"")]
     if cred.ocsp_staple:
         files.append(("tls.ocsp-staple", cred.ocsp_staple))
@@ -52,8 +53,8 @@ def _register_cert(ctx: Context, cred_name: str, cred: Credential) -> ir.SdsRef:
     return ir.SdsRef(name, f"sds/{cred_name}.yaml")
 
 
-def _register_ca(ctx: Context, cred_name: str, cred: Credential) -> ir.SdsRef:
-    name = sds_name(cred_name) + "-cacert"
+def _register_ca(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
+    name = resource or sds_name(cred_name) + "-cacert"
     files: list[tuple[str, bytes]] = [("ca.crt", cred.ca_cert or b"")]
     if cred.crl:
         files.append(("ca.crl", cred.crl))
@@ -98,6 +99,31 @@ def _file_credential(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[str
     return name, cred
 
 
+_OTHER_PREFIXES = ("kubernetes-gateway://", "configmap://", "sds://", "builtin://", "file-cert:", "file-root:")
+
+
+def _credential_name(ctx: Context, bs: "BoundServer", raw: str, field: str, index: int | None) -> str | None:
+    """ToResourceName/ParseResourceName: ``kubernetes://name`` is the bare name in the workload's
+    namespace; other providers (and ``kubernetes://ns/name``) are valid Istio envoygen cannot serve."""
+    name = raw
+    if name.startswith("kubernetes://"):
+        name = name[len("kubernetes://"):]
+        if "/" in name:
+            _refuse(ctx, bs, raw, field, index, "cross-namespace credentials (kubernetes://<ns>/<name>) are not supported; "
+                    "put the Secret in the gateway workload's namespace")
+            return None
+    elif name.startswith(_OTHER_PREFIXES):
+        _refuse(ctx, bs, raw, field, index, "only Kubernetes Secrets and --credentials-dir provide credentials")
+        return None
+    return name
+
+
+def _refuse(ctx: Context, bs: "BoundServer", raw: str, field: str, index: int | None, why: str) -> None:
+    path = bs.path("tls", field) + (f"[{index}]" if index is not None else "")
+    ctx.findings.error(bs.gateway.file, bs.line("tls", field), "EG0104",
+                       f"Gateway {bs.gw_key}: credential {raw!r} is not supported: {why}", path)
+
+
 def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
     tls = bs.server.tls
     if tls is None:
@@ -115,12 +141,17 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
     hosts = [h for _, h in bs.hosts]
     now = ctx.options.now or datetime.now(timezone.utc)
     names = list(tls.credential_names or ([tls.credential_name] if tls.credential_name else []))
+    field = "credentialNames" if tls.credential_names else "credentialName"
+    for i, raw in enumerate(list(names)):
+        name = _credential_name(ctx, bs, raw, field, i if tls.credential_names else None)
+        if name is None:
+            return None
+        names[i] = name
     certs: list[ir.SdsRef] = []
     validation: ir.SdsRef | None = None
     sources = _secret_sources(ctx)
     ns = ctx.workload.namespace
     if names:
-        field = "credentialNames" if tls.credential_names else "credentialName"
         ok = True
         for i, name in enumerate(names):
             fpath = bs.path("tls", field) + (f"[{i}]" if tls.credential_names else "")
@@ -140,7 +171,9 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
             if mutual and i == 0 and not tls.ca_cert_credential_name:
                 validation = _register_ca(ctx, name, cred)
         if mutual and tls.ca_cert_credential_name:
-            ca_name = tls.ca_cert_credential_name
+            ca_name = _credential_name(ctx, bs, tls.ca_cert_credential_name, "caCertCredentialName", None)
+            if ca_name is None:
+                return None
             cred, problems = resolve_credential(
                 ca_name, ns, sources, ctx.options.credentials_dir, need_key=False, need_ca=True,
                 ref_file=bs.gateway.file, ref_line=bs.line("tls", "caCertCredentialName"),
@@ -168,9 +201,10 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
         for f in check_credential(cred, hosts, now=now, allow_expired=ctx.options.allow_expired,
                                   ref_file=bs.gateway.file, ref_line=bs.line("tls"), ref_path=bs.path("tls")):
             ctx.findings.add(f)
-        certs.append(_register_cert(ctx, name, cred))
+        # Istio's names for file-mounted certificates (pkg/security SdsCertificateConfig)
+        certs.append(_register_cert(ctx, name, cred, f"file-cert:{tls.server_certificate}~{tls.private_key}"))
         if mutual:
-            validation = _register_ca(ctx, name, cred)
+            validation = _register_ca(ctx, name, cred, f"file-root:{tls.ca_certificates}")
     ciphers = []
     for i, c in enumerate(tls.cipher_suites):
         if c not in VALID_CIPHERS:
