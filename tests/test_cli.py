@@ -202,6 +202,17 @@ def test_bad_input_exit_1_nothing_written(tmp_path):
     assert tree(out) == before
 
 
+def test_out_empty_or_nested_new_path(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("render", "-f", "samples/coolstore", "-o", empty).returncode == 0
+    nested = tmp_path / "a" / "b" / "c"
+    assert cli("render", "-f", "samples/coolstore", "-o", nested).returncode == 0
+    assert tree(empty) == tree(nested)
+    assert sorted(tree(empty)) == ["Dockerfile", "envoy.yaml", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "empty"]  # no temp dirs left
+
+
 def test_out_with_foreign_file_refused(tmp_path):
     out = tmp_path / "out"
     write(out / "notes.txt", "mine")
