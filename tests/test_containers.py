@@ -138,6 +138,10 @@ def test_https_redirect_then_https_on_the_wildcard_server(suite: Suite) -> None:
     assert r.headers["location"] == f"https://{SHOP}/cart/checkout?step=1"
     assert r.headers["server"] == "istio-envoy"
     assert "x-backend" not in r.headers
+    # Every method is redirected (require_tls ALL), nothing reaches a backend over plain HTTP.
+    r = http_get(None, suite.port(80), "/cart", host=SHOP, method="POST", body="item=1")
+    assert (r.status, r.headers["location"]) == (301, f"https://{SHOP}/cart"), r
+    assert "x-backend" not in r.headers
     # Following it: SNI shop.istioinaction.io picks the wildcard server and its certificate.
     r = https_get(None, suite.port(443), "/cart/checkout?step=1", host=SHOP, ca=DEV_ROOT_CA)
     assert r.status == 200, r
