@@ -330,3 +330,27 @@ def test_consistent_hash_retries_stay_on_the_hashed_host(backend_factory, gatewa
     assert "retry_host_predicate" not in rp, rp
     assert "retry_host_predicate" not in routes["/"]["route"]["retry_policy"]
     assert routes["/"]["route"]["hash_policy"] == [{"header": {"header_name": "x-user"}}]
+
+
+def test_grpc_timeout_header_is_honoured_and_capped(backend_factory, gateway_factory):
+    """max_grpc_timeout mirrors the VS timeout (0 = no cap): a gRPC request's ``grpc-timeout`` header
+    bounds the upstream wait, capped by the VS timeout when one is set (Envoy router finalTimeout)."""
+    slow = backend_factory("slow")
+    http = [
+        {"match": [{"uri": {"prefix": "/capped"}}], "timeout": "0.5s", "route": to("slow")},
+        {"route": to("slow")},
+    ]
+    gw = gateway_factory(dump(gateway_doc(), vs_doc(http), se_doc("slow", [slow.port])), ports=(80,))
+    grpc = {"content-type": "application/grpc", "te": "trailers", "x-harness-delay": "3"}
+
+    def call(path: str, timeout_header: str) -> tuple[float, Any]:
+        t0 = time.monotonic()
+        status, headers, _ = get(gw, path, method="POST", body=b"", headers={**grpc, "grpc-timeout": timeout_header})
+        return time.monotonic() - t0, (status, headers.get("grpc-status"))
+
+    elapsed, result = call("/svc.S/M", "300m")   # no VS timeout: the header's 300 ms applies
+    assert 0.25 <= elapsed < 1.5, (elapsed, result)
+    assert result[1] not in (None, "0"), result
+    elapsed, result = call("/capped/svc.S/M", "10S")  # VS timeout 0.5 s caps the header's 10 s
+    assert 0.45 <= elapsed < 1.5, (elapsed, result)
+    assert result[1] not in (None, "0"), result
