@@ -270,6 +270,9 @@ def test_gateway_reference_forms(backend_factory, gateway_factory):
                gateways=["gw.edge.svc.cluster.local"], ns="apps"),
         # bound to the mesh only: never on the ingress gateway
         vs_doc("meshonly", ["meshonly.example.com"], [{"route": to("meshonly")}], gateways=["mesh"], ns="edge"),
+        # no gateways at all: the mesh pseudo-gateway only
+        {**vs_doc("nogw", ["nogw.example.com"], [{"route": to("meshonly")}], ns="edge"),
+         "spec": {"hosts": ["nogw.example.com"], "http": [{"route": to("meshonly")}]}},
     ]
     gw, b = start(gateway_factory, backend_factory, ["short", "dotref", "nsref", "legacy", "meshonly"], docs)
     check(gw, [
@@ -278,16 +281,9 @@ def test_gateway_reference_forms(backend_factory, gateway_factory):
         ("nsref.example.com", "/", "nsref"),
         ("legacy.example.com", "/", "legacy"),
         ("meshonly.example.com", "/", "status:404"),
+        ("nogw.example.com", "/", "status:404"),
     ])
-
-
-def test_vs_without_gateways_binds_to_mesh_only(backend_factory, gateway_factory):
-    be = backend_factory("nogw")
-    vs = vs_doc("nogw", ["nogw.example.com"], [{"route": to("nogw")}])
-    del vs["spec"]["gateways"]
-    gw = gateway_factory(dump(gateway_doc(), vs, se_doc("nogw", be.port)), ports=(80,))
-    assert who(gw, "nogw.example.com") == "status:404"
-    assert be.count == 0
+    assert b["meshonly"].count == 0
 
 
 def test_match_gateways_restricts_a_route_to_one_gateway(backend_factory, gateway_factory):
