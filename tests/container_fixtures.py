@@ -33,6 +33,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,10 +371,13 @@ def suite_env(docker_client, base_image, tmp_path_factory) -> Iterator[Suite]:  
     """Build the gateway image once for the module and run it with its backends."""
     reaper = Reaper(docker_client)
     boxes: list[Box] = []
+    build: Future | None = None
     try:
         tag = reaper.image(f"{TEST_REPO}/gw:{unique('suite')}")
-        build_seconds, build_output = _build(tag)
-        img = docker_client.images.get(tag)
+        # The image builds while the backends start (they need only the base image).
+        pool = ThreadPoolExecutor(max_workers=1)
+        build = pool.submit(_build, tag)
+        pool.shutdown(wait=False)
 
         work = tmp_path_factory.mktemp("containers")
         cfg = work / "config"
@@ -397,6 +401,8 @@ def suite_env(docker_client, base_image, tmp_path_factory) -> Iterator[Suite]:  
                 volumes={str(cfg): "/config"})
             boxes.append(backends[name])
 
+        build_seconds, build_output = build.result(timeout=BUILD_TIMEOUT_S + 30)
+        img = docker_client.images.get(tag)
         started = time.monotonic()
         gateway = start_box(
             reaper, "gateway", tag, network=net,
@@ -418,6 +424,11 @@ def suite_env(docker_client, base_image, tmp_path_factory) -> Iterator[Suite]:  
             print(b.describe(), file=sys.stderr)
         raise
     finally:
+        if build is not None:  # never remove the tag while a build may still create it
+            try:
+                build.result(timeout=BUILD_TIMEOUT_S + 30)
+            except BaseException:  # noqa: BLE001 - already reported, or the build's own failure
+                pass
         reaper.cleanup()
 
 
