@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import yaml
-from harness import http_get, wait_until
+from harness import http_get, https_get, wait_until
 
 NS = "test"
 
@@ -603,3 +603,37 @@ def test_mirror_and_mirror_percentage(backend_factory, gateway_factory):
         pass
     assert b["shadow0"].count == 0
     assert b["primary"].count == 12
+
+
+# ----------------------------------------------------------------- route features on an HTTPS server
+def test_routes_on_an_https_server(backend_factory, gateway_factory, cert_authority):
+    """On a TLS server the redirect scheme defaults to https (ApplyRedirect isTLS), so derivePort 443 is
+    omitted and an explicit 8443 kept; ``scheme`` matches see https; x-forwarded-proto is https."""
+    H = "secure.example.com"
+    cert = cert_authority.issue(H)
+    be = backend_factory("sb")
+    gw_doc = gateway_doc(hosts=[H])
+    gw_doc["spec"]["servers"] = [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": [H],
+                                  "tls": {"mode": "SIMPLE", "credentialName": "secure-cert"}}]
+    http = [
+        {"match": [{"uri": {"prefix": "/derive"}}], "redirect": {"derivePort": "FROM_REQUEST_PORT", "uri": "/d"}},
+        {"match": [{"uri": {"prefix": "/port"}}], "redirect": {"port": 8443}},
+        {"match": [{"uri": {"prefix": "/plain"}}], "redirect": {"scheme": "http", "derivePort": "FROM_REQUEST_PORT"}},
+        {"match": [{"uri": {"prefix": "/s"}, "scheme": {"exact": "https"}}], "route": to("sb")},
+        {"directResponse": {"status": 404, "body": {"string": "no scheme match"}}},
+    ]
+    docs = dump(gw_doc, vs_doc("secure", [H], http), se_doc("sb", be.port))
+    gw = gateway_factory([docs, cert.secret_yaml("secure-cert")], ports=(443,))
+
+    def sget(path: str) -> tuple:
+        return tuple(https_get(gw, 443, path, host=H, ca=None, verify=False))
+
+    status, headers, _ = sget("/derive/x?q=1")
+    assert (status, headers.get("location")) == (301, "https://secure.example.com/d?q=1")
+    status, headers, _ = sget("/port/x")
+    assert (status, headers.get("location")) == (301, "https://secure.example.com:8443/port/x")
+    status, headers, _ = sget("/plain/x")
+    assert (status, headers.get("location")) == (301, "http://secure.example.com:443/plain/x")
+    status, headers, _ = sget("/s/x")
+    assert status == 200 and headers["x-backend"] == "sb"
+    assert be.requests[-1]["headers"]["x-forwarded-proto"] == "https"
