@@ -856,7 +856,9 @@ def test_tls_terminated_tcp_with_wildcard_host_has_no_sni_match(backend_factory,
 
 
 def test_access_log_on_tcp_proxy(backend_factory, gateway_factory, tmp_path):
-    """--access-log: Istio attaches the logger to tcp_proxy, so a TCP connection is logged with its cluster."""
+    """--access-log: Istio attaches the logger to tcp_proxy, so a TCP connection is logged with its cluster,
+    once: Istio's listener-level logger only logs NR (no filter chain) connections
+    (accesslog.go addAccessLogFilter → ResponseFlagFilter ["NR"])."""
     echo = backend_factory.tcp("echo", greeting=b"E\n")
     log = tmp_path / "access.log"
     gw = gateway_factory(
@@ -864,14 +866,30 @@ def test_access_log_on_tcp_proxy(backend_factory, gateway_factory, tmp_path):
         ports=(31400,),
         args=["--access-log", str(log)],
     )
-    assert tcp_exchange(gw.port(31400), b"logme\n", read_until=b"logme\n") == b"E\nlogme\n"
+    client_ports = []
+    for i in range(2):  # the second connection is a barrier: once it is logged, the first is fully logged
+        with socket.create_connection((LOCALHOST, gw.port(31400)), timeout=5) as s:
+            client_ports.append(s.getsockname()[1])
+            s.sendall(b"logme\n")
+            buf = b""
+            for _ in range(20):
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                buf += chunk
+                if buf.endswith(b"logme\n"):
+                    break
+            assert buf == b"E\nlogme\n"
+
+    def lines_of(port: int) -> list[str]:
+        text = log.read_text() if log.exists() else ""
+        return [l for l in text.splitlines() if f" 127.0.0.1:{port} " in l]
+
     # Envoy flushes access-log files every 10 s (--file-flush-interval-msec default) or on a full buffer
-    text = wait_until(lambda: log.exists() and CLUSTER in log.read_text() and log.read_text(), timeout=15)
-    lines = [l for l in text.splitlines() if l.strip()]
-    # one connection → one line: the tcp_proxy logs it; Istio's listener-level logger only logs NR
-    # (no filter chain) connections (accesslog.go addAccessLogFilter → ResponseFlagFilter ["NR"])
-    assert len(lines) == 1, "\n".join(lines)
-    assert f" {CLUSTER} " in lines[0], lines[0]
+    wait_until(lambda: lines_of(client_ports[1]), timeout=15)
+    first = lines_of(client_ports[0])
+    assert len(first) == 1, "\n".join(first)
+    assert f" {CLUSTER} " in first[0], first[0]
 
 
 def test_tls_settings_on_tcp_server_and_tls_server_without_tls_are_eg0106(gateway_factory):
