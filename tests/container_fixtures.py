@@ -105,7 +105,9 @@ _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 def _hcm(name: str) -> dict[str, Any]:
     """An HTTP connection manager answering every request itself: 200, a body
     naming the backend, and headers naming it and echoing what arrived
-    (``x-backend-path``, ``-authority``, ``-proto``, ``-xfcc``, ``-request-id``)."""
+    (``x-backend-path``, ``-authority``, ``-proto``, ``-xfcc``, ``-request-id``,
+    ``-xff``, ``-attempts``; ``x-backend-peer`` is the address the connection
+    came from, the gateway container's)."""
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -128,6 +130,9 @@ def _hcm(name: str) -> dict[str, Any]:
                         {"header": {"key": "x-backend-proto", "value": "%REQ(x-forwarded-proto)%"}},
                         {"header": {"key": "x-backend-xfcc", "value": "%REQ(x-forwarded-client-cert)%"}},
                         {"header": {"key": "x-backend-request-id", "value": "%REQ(x-request-id)%"}},
+                        {"header": {"key": "x-backend-xff", "value": "%REQ(x-forwarded-for)%"}},
+                        {"header": {"key": "x-backend-attempts", "value": "%REQ(x-envoy-attempt-count)%"}},
+                        {"header": {"key": "x-backend-peer", "value": "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"}},
                     ],
                     "routes": [{
                         "match": {"prefix": "/"},

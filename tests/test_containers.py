@@ -118,6 +118,16 @@ def test_http_routes_each_host_to_its_backend(suite: Suite) -> None:  # noqa: F8
             assert "x-suite-route" not in r.headers
             assert r.headers["x-backend-proto"] == "http"
             assert re.fullmatch(r"[0-9a-f-]{36}", r.headers["x-backend-request-id"]), r.headers
+    # What the gateway adds upstream: x-forwarded-for with the address the
+    # client connection came from (appended to a client-supplied one, which is
+    # not trusted: xff_num_trusted_hops 0), and x-envoy-attempt-count.
+    r = http_get(None, port, "/", host=WEBAPP)
+    client_ip = r.headers["x-backend-xff"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", client_ip), r.headers
+    assert client_ip != r.headers["x-backend-peer"]  # not the gateway's own address
+    assert r.headers["x-backend-attempts"] == "1"
+    r = http_get(None, port, "/", host=WEBAPP, headers={"x-forwarded-for": "203.0.113.9"})
+    assert r.headers["x-backend-xff"] == f"203.0.113.9,{client_ip}", r.headers
     # Host with a port still matches (ignore_port_in_host_matching, as Istio).
     r = http_get(None, port, "/", host=f"{WEBAPP}:80")
     assert (r.status, r.headers.get("x-backend")) == (200, "webapp")
