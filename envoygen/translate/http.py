@@ -204,8 +204,11 @@ def fault(f: HTTPFaultInjection | None) -> ir.Fault | None:
 def cors(c: CorsPolicy | None) -> ir.Cors | None:
     if c is None:
         return None
-    origins = [string_matcher(o) for o in c.allow_origins]
-    origins += [ir.StringMatcher("exact", o) for o in (c.allow_origin or [])]
+    # TranslateCORSPolicy: the deprecated allowOrigin only when allowOrigins is absent
+    if c.allow_origins:
+        origins = [string_matcher(o) for o in c.allow_origins]
+    else:
+        origins = [ir.StringMatcher("exact", o) for o in (c.allow_origin or [])]
     return ir.Cors(
         origins=tuple(origins),
         allow_methods=",".join(c.allow_methods) or None,
