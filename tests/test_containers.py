@@ -360,6 +360,27 @@ def test_access_log_lines_on_stdout(suite: Suite) -> None:  # noqa: F811
     assert ok_path not in suite.stderr()
 
 
+def test_access_log_reaches_stdout_within_a_second_or_two(suite: Suite) -> None:  # noqa: F811
+    """Istio's pilot-agent starts Envoy with ``--file-flush-interval-msec 1000``
+    (pkg/envoy/proxy.go: "users will now see logs after 1s rather than 10s");
+    Envoy's own default is 10 s."""
+    # Sync with a flush: a first line shows up at some point (bounded).
+    sync = f"/log/sync-{_probe_id()}"
+    assert http_get(None, suite.port(80), sync, host=WEBAPP).status == 200
+    _wait_for_stdout(suite, [re.escape(sync)], timeout=15)
+    # Right after a flush: how long until the next request's line is on stdout?
+    probe = f"/log/latency-{_probe_id()}"
+    sent = time.monotonic()
+    assert http_get(None, suite.port(80), probe, host=WEBAPP).status == 200
+    deadline = sent + 3.0
+    while time.monotonic() < deadline and probe not in suite.stdout():
+        time.sleep(0.1)
+    took = time.monotonic() - sent
+    assert probe in suite.stdout(), (
+        f"access log line not on stdout {took:.1f} s after the request (Istio flushes every 1 s; "
+        f"Envoy's default --file-flush-interval-msec is 10000)")
+
+
 # ---------------------------------------------------------------------------
 # Still healthy after all of the above
 # ---------------------------------------------------------------------------
