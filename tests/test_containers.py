@@ -98,6 +98,15 @@ def test_image_built_by_the_cli_runs_and_is_ready(suite: Suite) -> None:  # noqa
     assert set(suite.gateway.ports) == {*SERVER_PORTS.values(), READINESS_PORT, STATS_PORT}
 
 
+def test_envoy_logs_at_istio_default_level(suite: Suite) -> None:  # noqa: F811
+    """Istio's gateways run Envoy with ``--proxyLogLevel=warning
+    --proxyComponentLogLevel=misc:error`` (pilot-agent ``-l warning
+    --component-log-level misc:error``): ``docker logs`` shows no info-level
+    startup dump, only warnings and errors (and the access log on stdout)."""
+    info = [ln for ln in suite.stderr().splitlines() if re.search(r"\]\[(info|debug|trace)\]\[", ln)]
+    assert not info, f"{len(info)} info/debug lines from Envoy on stderr, e.g.:\n" + "\n".join(info[:5])
+
+
 # ---------------------------------------------------------------------------
 # HTTP
 # ---------------------------------------------------------------------------
