@@ -163,6 +163,7 @@ def test_namespace_option_for_documents_without_one(tmp_path):
     ["--port-map", "eighty"],
     ["--port-map", "80=70000"],
     ["--bootstrap-format", "toml"],
+    ["--port-map", "80=9000", "--port-map", "80=9001"],  # one server port, two binds
 ])
 def test_usage_errors_exit_2(tmp_path, args):
     out = tmp_path / "out"
