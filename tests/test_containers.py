@@ -369,6 +369,33 @@ def test_access_log_lines_on_stdout(suite: Suite) -> None:  # noqa: F811
     assert ok_path not in suite.stderr()
 
 
+def test_access_log_one_line_per_request_listener_lines_only_for_no_match(suite: Suite) -> None:  # noqa: F811
+    """Istio gives each listener an access log too, but filtered to response
+    flag NR (pilot/pkg/networking/core/accesslog.go ``listenerAccessLogFilter``:
+    connections that match no filter chain); requests are logged by the HCM
+    (tcp_proxy for TCP), once each."""
+    pid = _probe_id()
+    paths = [f"/log/once-{pid}-{i}" for i in range(2)]
+    for path in paths:  # one connection each
+        assert http_get(None, suite.port(80), path, host=WEBAPP).status == 200
+    # A TLS connection whose SNI no server has: no filter chain (NR), logged by the listener.
+    nr_sni = f"nr-{pid}.example.com"
+    assert not tls_handshake("127.0.0.1", suite.port(443), nr_sni, verify=False).ok
+    out = _wait_for_stdout(suite, [re.escape(p) for p in paths] + [re.escape(nr_sni)])
+    lines = out.splitlines()
+    nr_lines = [ln for ln in lines if nr_sni in ln]
+    assert len(nr_lines) == 1 and " NR " in nr_lines[0], nr_lines
+    for path in paths:
+        (line,) = [ln for ln in lines if path in ln]
+        # ... DOWNSTREAM_LOCAL_ADDRESS DOWNSTREAM_REMOTE_ADDRESS REQUESTED_SERVER_NAME ROUTE_NAME
+        peer = line.split()[-3]
+        assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", peer), line
+        same_connection = [ln for ln in lines if f" {peer} " in ln]
+        assert same_connection == [line], (
+            "one access-log line per request; the connection itself is logged only with NR:\n"
+            + "\n".join(same_connection))
+
+
 def test_access_log_reaches_stdout_within_a_second_or_two(suite: Suite) -> None:  # noqa: F811
     """Istio's pilot-agent starts Envoy with ``--file-flush-interval-msec 1000``
     (pkg/envoy/proxy.go: "users will now see logs after 1s rather than 10s");
