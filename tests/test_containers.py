@@ -8,6 +8,16 @@ publishes on 127.0.0.1: status, which backend answered, headers, certificates,
 bytes, and the access log on the container's stdout. Fixtures:
 tests/container_fixtures.py.
 
+Covered: image labels/ports and readiness; HTTP routing per Host, 404 for an
+unknown host (server: istio-envoy), headers the backend receives (path,
+authority, x-forwarded-proto/-for, attempt count, request id, XFCC); httpsRedirect
+(every method, followed by curl); HTTPS SIMPLE with one certificate per SNI,
+wildcard server, Host of another server → 404, unknown SNI refused, ALPN, HTTP/2
+and h2c; MUTUAL (no / untrusted / trusted client certificate, XFCC); TCP echo;
+TLS passthrough (the backend's certificate and ALPN); access log on stdout
+(content, one line per request, NR for unmatched connections, flush latency);
+Envoy's log level. ``docker stop`` draining is in tests/test_image.py.
+
 Skipped without a Docker engine, except with CI=true, where they fail.
 """
 
