@@ -162,7 +162,7 @@ def _server_index(gw: Res[Gateway], i: int, namespace: str, cache: dict) -> Host
 def check_virtual_services(resources: Resources, workloads: list[Workload], f: Findings) -> None:
     index_cache: dict = {}
     gateways = {g.key: g for g in resources.gateways}
-    registry = build_registry(resources, f)  # its findings (named targetPort, STATIC hostnames) are reported here
+    registry = build_registry(resources, f, workloads[0].namespace if workloads else "istio-system")  # its findings (named targetPort, STATIC hostnames) are reported here
     rules = merged_rules(resources, workloads[0].namespace if workloads else "istio-system", Findings())
     for vs in resources.virtual_services:
         spec = vs.obj.spec

@@ -52,7 +52,7 @@ def access_log(ctx: Context) -> ir.AccessLog | None:
 
 def translate(resources: Resources, workload: Workload, options: Options, findings: Findings) -> ir.Bootstrap:
     ctx = Context(resources, workload, options, findings)
-    registry = build_registry(resources, findings)
+    registry = build_registry(resources, findings, workload.namespace)
     rules = merged_rules(resources, workload.namespace, findings)
     log = access_log(ctx)
     listeners = build_listeners(ctx, registry, rules, log)

@@ -74,9 +74,12 @@ def _protocol_of_k8s_port(name: str | None, app_protocol: str | None) -> str:
     return {"http": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "https": "HTTPS", "tls": "TLS", "tcp": "TCP"}.get(prefix, "TCP")
 
 
-def build_registry(resources: Resources, findings: Findings) -> dict[str, ServiceInfo]:
+def build_registry(resources: Resources, findings: Findings, viewer_ns: str) -> dict[str, ServiceInfo]:
+    """Services visible to a gateway workload in ``viewer_ns`` (ServiceEntry exportTo honoured)."""
     reg: dict[str, ServiceInfo] = {}
     for se in resources.service_entries:
+        if not visible_to(se.obj.spec.export_to, se.namespace, viewer_ns):
+            continue
         spec = se.obj.spec
         ports = [SvcPort(p.number, p.name, p.protocol.upper(), p.target_port or p.number) for p in spec.ports]
         eps = []
