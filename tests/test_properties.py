@@ -36,7 +36,7 @@ from envoygen.pipeline import Request, compile_inputs, render_for_host
 
 _N = int(os.environ.get("ENVOYGEN_HYPOTHESIS_EXAMPLES", "0"))
 CRASH_EXAMPLES = _N or 150
-ENVOY_EXAMPLES = max(_N // 7, 1) if _N else 15
+ENVOY_EXAMPLES = max(_N // 7, 1) if _N else 30
 
 # Shrinking re-runs Envoy hundreds of times; in CI a failure reports the unshrunk
 # example at once.  ENVOYGEN_HYPOTHESIS_SHRINK=1 shrinks to a minimal example.
