@@ -166,7 +166,7 @@ def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, *
 @cli.command()
 @render_options
 @click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary (default: the embedded one).")
-@click.option("--log-level", default="info", show_default=True, help="Envoy log level.")
+@click.option("--log-level", default="warning", show_default=True, help="Envoy log level (Istio's gateways: warning).")
 def run(envoy_path: str | None, log_level: str, **kw: Any) -> None:
     """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C stops)."""
     from .envoy import find_envoy
@@ -183,7 +183,8 @@ def run(envoy_path: str | None, log_level: str, **kw: Any) -> None:
     click.echo(f"readiness http://127.0.0.1:{b.bootstrap.readiness_port}/healthz/ready; bundle {root}", err=True)
     # as pilot-agent does: access log lines reach their file within a second (Envoy's default is 10 s)
     proc = subprocess.Popen([str(binary), "-c", str(root / b.bootstrap_file), "--log-level", log_level,
-                             "--disable-hot-restart", "--file-flush-interval-msec", "1000"])
+                             "--disable-hot-restart", "--file-flush-interval-msec", "1000",
+                             "--component-log-level", "misc:error"])
 
     def forward(signum: int, _frame: Any) -> None:
         proc.send_signal(signum)

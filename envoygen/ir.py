@@ -200,6 +200,7 @@ class TcpProxy:
     access_log: AccessLog | None = None
     max_connection_duration: float | None = None
     hash_source_ip: bool = False
+    weighted: bool = False  # the route listed several destinations: weighted_clusters
     mongo: bool = False  # a MONGO server: envoy.filters.network.mongo_proxy first (Istio's EnableMongoFilter)
 
 

@@ -58,18 +58,18 @@ def _stop_on_errors(findings: Findings) -> None:
 
 
 def _check_port_collisions(boot: ir.Bootstrap, workload: str, findings: Findings) -> None:
-    """Envoy's --mode validate binds no socket, so a port used twice is caught here."""
-    users: dict[int, list[str]] = {}
-    for l in boot.listeners:
-        users.setdefault(l.port, []).append(f"listener {l.name}")
-    users.setdefault(boot.admin_port, []).append("--admin-port")
-    users.setdefault(boot.readiness_port, []).append("--readiness-port")
-    users.setdefault(boot.stats_port, []).append("--stats-port")
-    for port, who in sorted(users.items()):
-        if len(who) > 1:
-            findings.error("--port-map", 0, "EG0214",
-                           f"gateway {workload}: port {port} is used by {' and '.join(who)}; Envoy could not bind it twice",
-                           hint="change --port-map, --admin-port, --readiness-port or --stats-port")
+    """Envoy's --mode validate binds no socket, so an address used twice is caught here.
+
+    Two binds collide on the same port when the addresses are equal or one is 0.0.0.0."""
+    users: list[tuple[str, int, str]] = [(l.address, l.port, f"listener {l.name}") for l in boot.listeners]
+    users += [("127.0.0.1", boot.admin_port, "--admin-port"), ("0.0.0.0", boot.readiness_port, "--readiness-port"),
+              ("0.0.0.0", boot.stats_port, "--stats-port")]
+    for i, (addr, port, who) in enumerate(users):
+        for addr2, port2, who2 in users[i + 1:]:
+            if port == port2 and (addr == addr2 or "0.0.0.0" in (addr, addr2)):
+                findings.error("--port-map", 0, "EG0214",
+                               f"gateway {workload}: {addr}:{port} is used by {who} and {who2}; Envoy could not bind it twice",
+                               hint="change --port-map, --admin-port, --readiness-port or --stats-port")
 
 
 def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:

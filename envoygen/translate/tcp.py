@@ -61,7 +61,7 @@ def _tcp_proxy(stat: str, clusters: tuple[ir.WeightedCluster, ...], dests: list[
             sch = sub.traffic_policy.load_balancer.consistent_hash
             source_ip = bool(sch and sch.use_source_ip)
     return ir.TcpProxy(stat, clusters, tcp.idle_timeout if tcp else None, access_log,
-                       tcp.max_connection_duration if tcp else None, source_ip)
+                       tcp.max_connection_duration if tcp else None, source_ip, weighted=len(dests) > 1)
 
 
 def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, ServiceInfo],
@@ -81,7 +81,7 @@ def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, Se
             clusters = _clusters(tcp.route, vs.namespace, registry, port)
             if not clusters:
                 continue
-            stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
+            stat = clusters[0].name if len(tcp.route) == 1 else f"{vs.name}.{vs.namespace}"
             proxy = _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log)
             if bs.server.port.protocol.upper() == "MONGO":
                 from dataclasses import replace
@@ -122,7 +122,7 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
                 if not clusters:
                     continue
                 used.update(snis)
-                stat = clusters[0].name if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
+                stat = clusters[0].name if len(tls.route) == 1 else f"{vs.name}.{vs.namespace}"
                 out.append(ir.FilterChain(name=f"{bs.gateway.name}.{bs.gateway.namespace}.{vs.name}.tls{ti}.{mi}",
                                           server_names=tuple(sorted(snis)),
                                           tcp=_tcp_proxy(stat, clusters, tls.route, vs.namespace, rules, access_log)))
