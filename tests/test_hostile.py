@@ -6,7 +6,8 @@ and asserts what a user sees:
 * the exit code (1 invalid input, 2 usage, 0 where the input is fine),
 * the finding code and the field path on stderr,
 * no Python traceback,
-* wall-clock time under a bound and the child's peak RSS (``wait4`` rusage),
+* wall-clock time under a bound and, for the big inputs, the child's peak RSS
+  (RUSAGE_CHILDREN of a small wrapper process),
 * OUT untouched: an earlier bundle stays byte-identical with the same mtimes,
   an absent OUT stays absent, and no ``.out.envoygen-*`` temp dir is left.
 
