@@ -544,3 +544,16 @@ def test_interrupted_render(sig: signal.Signals, prior: bool, tmp_path: Path) ->
     assert snapshot(out) == before
     if sig != signal.SIGKILL:
         assert left == [], f"temp dirs left beside OUT: {left}"
+
+
+@pytest.mark.parametrize("name", ["unknown_field_deep.yaml", "bad_indent.yaml", "valid.yaml"])
+def test_validate_leaves_no_temp_dir(name: str, tmp_path: Path) -> None:
+    """`envoygen validate` renders into a temp dir; it must be gone afterwards, also when the input is refused."""
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    proc = subprocess.run([*CLI, "validate", "-f", str(CORPUS / name)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == (0 if name == "valid.yaml" else 1), proc.stderr
+    assert sorted(p.name for p in tmpdir.iterdir()) == []
