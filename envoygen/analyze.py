@@ -7,6 +7,7 @@ translator may then assume that references resolve.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .diagnostics import Findings
@@ -229,17 +230,9 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], f: F
             if http.cors_policy:
                 for j, o in enumerate(http.cors_policy.allow_origins):
                     _check_regex(f, vs, o, *base, "corsPolicy", "allowOrigins", j)
-            for side in ("request", "response"):
-                ops = getattr(http.headers, side, None) if http.headers else None
-                for kind in ("set", "add"):
-                    for k in (getattr(ops, kind) if ops else {}):
-                        lk = k.lower()
-                        if lk.startswith(":") or lk == "host":
-                            if side == "request" and lk in (":authority", "host"):
-                                continue
-                            f.warning(vs.file, vs.line(*base, "headers", side, kind, k), "EG0106",
-                                      f"VirtualService {vs.key}: header {k!r} cannot be set; Istio drops it",
-                                      _p(*base, "headers", side, kind, k))
+            _check_headers(f, vs, http.headers, base)
+            for j, d in enumerate(http.route):
+                _check_headers(f, vs, d.headers, (*base, "route", j))
         _check_unreachable(f, vs)
         for i, tcp in enumerate(spec.tcp):
             if not tcp.route:
@@ -259,6 +252,51 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], f: F
                                 _p("spec", "tls", i, "match", j, "sniHosts", k))
             for j, d in enumerate(tls.route):
                 _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tls", i, "route", j, "destination"))
+
+
+_HEADER_NAME = re.compile(r"^[0-9A-Za-z!#$%&'*+\-.^_|~`]+$")
+_FORMAT_COMMAND = re.compile(r"%([A-Z_0-9]+(\([^)]*\))?(:[0-9]+)?)?%")
+
+
+def _header_value_problem(value: str) -> str | None:
+    if any(c in value for c in "\r\n\x00"):
+        return "contains CR, LF or NUL"
+    rest = _FORMAT_COMMAND.sub("", value)
+    if "%" in rest:
+        return "has a '%' that is not an Envoy format command; write a literal % as %%"
+    return None
+
+
+def _check_headers(f: Findings, vs: Res[VirtualService], headers: Any, base: tuple[Any, ...]) -> None:
+    """Header operations Envoy would refuse, or that Istio drops (pseudo-headers, host)."""
+    if headers is None:
+        return
+    for side in ("request", "response"):
+        ops = getattr(headers, side, None)
+        if ops is None:
+            continue
+        for kind in ("set", "add", "remove"):
+            items = getattr(ops, kind)
+            names = list(items) if kind != "remove" else list(items)
+            for i, k in enumerate(names):
+                path = (*base, "headers", side, kind, k if kind != "remove" else i)
+                lk = k.lower()
+                if lk.startswith(":") or lk == "host":
+                    if side == "request" and kind != "remove" and lk in (":authority", "host"):
+                        continue  # becomes host_rewrite_literal
+                    f.warning(vs.file, vs.line(*path), "EG0106",
+                              f"VirtualService {vs.key}: header {k!r} cannot be {'removed' if kind == 'remove' else 'set'}; "
+                              "Istio drops it", _p(*path))
+                    continue
+                if not _HEADER_NAME.match(k):
+                    f.error(vs.file, vs.line(*path), "EG0106", f"VirtualService {vs.key}: {k!r} is not a valid header name",
+                            _p(*path))
+                    continue
+                if kind != "remove":
+                    why = _header_value_problem(items[k])
+                    if why:
+                        f.error(vs.file, vs.line(*path), "EG0106",
+                                f"VirtualService {vs.key}: value of header {k!r} {why}", _p(*path))
 
 
 def _check_unreachable(f: Findings, vs: Res[VirtualService]) -> None:

@@ -96,11 +96,13 @@ class Findings:
 
     def __init__(self) -> None:
         self._items: list[Finding] = []
+        self._seen: set[Finding] = set()
 
     def add(self, finding: Finding) -> None:
         if finding.code not in CODES:  # a programming error, caught by tests
             raise ValueError(f"unknown finding code {finding.code}")
-        if finding not in self._items:
+        if finding not in self._seen:
+            self._seen.add(finding)
             self._items.append(finding)
 
     def error(self, file: str, line: int, code: str, message: str, path: str = "", hint: str = "") -> None:

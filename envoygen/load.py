@@ -26,9 +26,10 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_NODES_PER_FILE = 500_000
 MAX_DEPTH = 64
-MAX_FLOW_DEPTH = 256
 
 _SCALARS = yaml.constructor.SafeConstructor()
+_COLLECTION_TAGS = ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
+_PRESCAN_BYTES = 1024 * 1024  # below this a file cannot hold MAX_NODES_PER_FILE nodes
 
 Path_ = tuple[Any, ...]
 
@@ -69,6 +70,9 @@ class _Converter:
             raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels")
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
+        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in _COLLECTION_TAGS:
+            self.problems.append((node.start_mark.line + 1, f"unsupported YAML tag {node.tag}", _fmt(path)))
+            return None
         if isinstance(node, yaml.SequenceNode):
             out = []
             for i, item in enumerate(node.value):
@@ -123,29 +127,26 @@ def _fmt(path: Path_) -> str:
 format_path = _fmt
 
 
-def _flow_depth_ok(text: str) -> bool:
-    """Cheap guard against deeply nested flow collections before libyaml recurses."""
-    depth = 0
-    for ch in text:
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_FLOW_DEPTH:
-                return False
-        elif ch in "]}":
-            depth = max(0, depth - 1)
-        elif ch == "\n":
-            pass
-    return True
+def _too_many_nodes(text: str) -> bool:
+    """Count parser events (libyaml, one at a time, no tree) and stop at the node budget,
+    so that a huge flat document is refused before a node tree is built for it."""
+    n = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)):
+            n += 1
+            if n > MAX_NODES_PER_FILE:
+                return True
+    return False
 
 
 def parse_text(text: str, display: str, findings: Findings) -> list[Document]:
     """Parse one file's text into documents; problems become findings."""
     docs: list[Document] = []
-    if not _flow_depth_ok(text):
-        findings.error(display, 0, "EG0004", f"YAML nested deeper than {MAX_FLOW_DEPTH} levels; refused")
-        return docs
     budget = [MAX_NODES_PER_FILE]
     try:
+        if len(text) > _PRESCAN_BYTES and _too_many_nodes(text):
+            findings.error(display, 0, "EG0004", f"more than {MAX_NODES_PER_FILE} YAML nodes; refused")
+            return docs
         for index, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
             if node is None:
                 continue
@@ -163,7 +164,9 @@ def parse_text(text: str, display: str, findings: Findings) -> list[Document]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        findings.error(display, line, "EG0002", f"YAML does not parse: {exc.problem or exc}")
+        problem = str(exc.problem or exc)
+        code = "EG0004" if "nesting depth" in problem else "EG0002"
+        findings.error(display, line, code, f"YAML does not parse: {problem}")
     except yaml.YAMLError as exc:
         findings.error(display, 0, "EG0002", f"YAML does not parse: {exc}")
     except RecursionError:
@@ -174,6 +177,9 @@ def parse_text(text: str, display: str, findings: Findings) -> list[Document]:
 def _read(data: bytes, display: str, findings: Findings) -> str | None:
     if len(data) > MAX_FILE_BYTES:
         findings.error(display, 0, "EG0001", f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; refused")
+        return None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
+        findings.error(display, 0, "EG0001", "file is UTF-16/UTF-32 text; save it as UTF-8")
         return None
     if b"\x00" in data:
         findings.error(display, 0, "EG0001", "file is binary (contains NUL bytes), not YAML")

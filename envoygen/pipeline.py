@@ -6,6 +6,7 @@ load → model → analyze → translate → render → (bundle | validate | ima
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,6 +82,8 @@ def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
                 input_digests.append({"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()})
             except OSError:
                 pass
+    if not docs and not findings.errors:
+        findings.warning(", ".join(req.paths), 0, "EG0001", "the input holds no YAML document; the bundle will serve nothing")
     resources = parse_documents(docs, req.namespace, findings)
     _stop_on_errors(findings)
     workloads = workloads_from(resources, findings)
@@ -110,6 +113,11 @@ def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
         renderer = Renderer(opts.install_dir, req.templates)
         boot = translate(resources, w, opts, findings)
         _check_port_collisions(boot, w.name, findings)
+        if not boot.listeners and not any(w.selects(g.obj.spec.selector) for g in resources.gateways):
+            findings.warning(", ".join(req.paths), 0, "EG0212",
+                             f"no Gateway selects gateway workload {w.namespace}/{w.name} "
+                             f"({','.join(f'{k}={v}' for k, v in sorted(w.labels.items()))}); "
+                             "its bundle serves only readiness and stats")
         _stop_on_errors(findings)
         files = bundle_files(renderer, boot, req.bootstrap_format)
         bootstrap_file = "envoy.json" if "envoy.json" in files else "envoy.yaml"
@@ -161,6 +169,10 @@ def render_for_host(req: Request, stdin: BinaryIO | None = None) -> tuple[Compil
     tmp = Path(tempfile.mkdtemp(prefix="envoygen-"))
     out = tmp / "bundle"
     host_req = replace(req, options=replace(req.options, install_dir=str(out)), host_layout=True)
-    compiled = compile_inputs(host_req, stdin)
-    write_atomically(out, output_tree(compiled))
+    try:
+        compiled = compile_inputs(host_req, stdin)
+        write_atomically(out, output_tree(compiled))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing is left behind by a refused input
+        raise
     return compiled, out

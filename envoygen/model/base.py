@@ -66,15 +66,23 @@ def parse_duration(text: str) -> float:
     return total
 
 
+MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range
+
+
 def _duration(value: Any, handler: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         raise ValueError("a duration must be a string with a unit, such as '5s'")
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{value!r} is longer than a protobuf Duration allows (about 10,000 years)")
+    return seconds
 
 
 Duration = Annotated[float, WrapValidator(_duration)]
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 

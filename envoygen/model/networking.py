@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Duration, Metadata, NonEmptyStr, Port, Strict, unsupported
+from .base import Duration, Int32, Metadata, NonEmptyStr, Port, Strict, UInt32, unsupported
 
 API_GROUP = "networking.istio.io"
 API_VERSIONS = ("v1alpha3", "v1beta1", "v1")
@@ -96,13 +96,13 @@ class Headers(Strict):
 
 class HTTPRouteDestination(Strict):
     destination: Destination
-    weight: int = Field(default=0, ge=0)
+    weight: Int32 = 0
     headers: Headers | None = None
 
 
 class RouteDestination(Strict):
     destination: Destination
-    weight: int = Field(default=0, ge=0)
+    weight: Int32 = 0
 
 
 class HTTPMatchRequest(Strict):
@@ -181,7 +181,7 @@ class HTTPRewrite(Strict):
 
 
 class HTTPRetry(Strict):
-    attempts: int = Field(ge=0)
+    attempts: Int32
     per_try_timeout: Duration | None = None
     retry_on: str | None = None
     retry_remote_localities: bool | None = None
@@ -294,11 +294,11 @@ class HTTPCookie(Strict):
 
 
 class RingHash(Strict):
-    minimum_ring_size: int | None = Field(default=None, ge=1)
+    minimum_ring_size: UInt32 | None = None
 
 
 class Maglev(Strict):
-    table_size: int | None = Field(default=None, ge=1)
+    table_size: UInt32 | None = None
 
 
 class ConsistentHash(Strict):
@@ -308,7 +308,7 @@ class ConsistentHash(Strict):
     http_query_parameter_name: str | None = None
     ring_hash: RingHash | None = None
     maglev: Maglev | None = None
-    minimum_ring_size: int | None = Field(default=None, ge=1)
+    minimum_ring_size: UInt32 | None = None
 
     @model_validator(mode="after")
     def _one(self) -> "ConsistentHash":
@@ -333,13 +333,13 @@ class LoadBalancer(Strict):
 
 
 class TcpKeepalive(Strict):
-    probes: int | None = None
+    probes: UInt32 | None = None
     time: Duration | None = None
     interval: Duration | None = None
 
 
 class TCPSettings(Strict):
-    max_connections: int | None = Field(default=None, ge=0)
+    max_connections: Int32 | None = None
     connect_timeout: Duration | None = None
     tcp_keepalive: TcpKeepalive | None = None
     max_connection_duration: Duration | None = None
@@ -347,14 +347,14 @@ class TCPSettings(Strict):
 
 
 class HTTPSettings(Strict):
-    http1_max_pending_requests: int | None = Field(default=None, ge=0)
-    http2_max_requests: int | None = Field(default=None, ge=0)
-    max_requests_per_connection: int | None = Field(default=None, ge=0)
-    max_retries: int | None = Field(default=None, ge=0)
+    http1_max_pending_requests: Int32 | None = None
+    http2_max_requests: Int32 | None = None
+    max_requests_per_connection: Int32 | None = None
+    max_retries: Int32 | None = None
     idle_timeout: Duration | None = None
     h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
     use_client_protocol: bool | None = None
-    max_concurrent_streams: int | None = Field(default=None, ge=0)
+    max_concurrent_streams: Int32 | None = None
 
 
 class ConnectionPool(Strict):
@@ -364,9 +364,9 @@ class ConnectionPool(Strict):
 
 class OutlierDetection(Strict):
     split_external_local_origin_errors: bool | None = None
-    consecutive_local_origin_failures: int | None = None
-    consecutive_gateway_errors: int | None = None
-    consecutive5xx_errors: int | None = Field(default=None, alias="consecutive5xxErrors")
+    consecutive_local_origin_failures: UInt32 | None = None
+    consecutive_gateway_errors: UInt32 | None = None
+    consecutive5xx_errors: UInt32 | None = Field(default=None, alias="consecutive5xxErrors")
     consecutive_errors: unsupported("consecutiveErrors is deprecated; use consecutive5xxErrors") = None
     interval: Duration | None = None
     base_ejection_time: Duration | None = None
@@ -433,7 +433,7 @@ class WorkloadEntry(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     network: str | None = None
     locality: str | None = None
-    weight: int | None = Field(default=None, ge=0)
+    weight: UInt32 | None = None
     service_account: str | None = None
 
 

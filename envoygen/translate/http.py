@@ -51,7 +51,8 @@ class ServerScope:
 
 # ------------------------------------------------------------------ matches
 def string_matcher(m: StringMatch | None) -> ir.StringMatcher:
-    if m is None or (m.exact is None and m.prefix is None and m.regex is None) or m.regex == "*":
+    if m is None or (m.exact is None and m.prefix is None and m.regex is None) or m.regex == "*" or m.prefix == "":
+        # an empty prefix matches any value of a present header (Envoy refuses an empty prefix)
         return ir.StringMatcher("present")
     if m.exact is not None:
         return ir.StringMatcher("exact", m.exact)
@@ -123,11 +124,15 @@ def header_ops(h: Headers | None) -> tuple[ir.HeaderOps, str | None]:
     ops(h.response, resp_add, False)
     req_add.sort(key=lambda v: v.key)
     resp_add.sort(key=lambda v: v.key)
+    def removable(names: list[str]) -> tuple[str, ...]:
+        # dropInternal: pseudo-headers and host cannot be removed (the analyzer warns)
+        return tuple(sorted({x.lower() for x in names if not x.startswith(":") and x.lower() != "host"}))
+
     return ir.HeaderOps(
         tuple(req_add),
-        tuple(sorted(x.lower() for x in (h.request.remove if h.request else []))),
+        removable(h.request.remove if h.request else []),
         tuple(resp_add),
-        tuple(sorted(x.lower() for x in (h.response.remove if h.response else []))),
+        removable(h.response.remove if h.response else []),
     ), host_rewrite
 
 
