@@ -92,6 +92,8 @@ def test_dockerfile_template_renders_the_image_contract() -> None:
     entry = next(line for line in lines if line.startswith("ENTRYPOINT "))
     assert json.loads(entry[len("ENTRYPOINT "):]) == [
         "/usr/local/lib/envoygen/envoygen-init", "-c", "/opt/gw/envoy.yaml", "--disable-hot-restart",
+        # as Istio's pilot-agent runs the gateway: 1 s access-log flush, warning level, quiet misc
+        "--file-flush-interval-msec", "1000", "--log-level", "warning", "--component-log-level", "misc:error",
     ]
     assert not any(line.startswith("HEALTHCHECK") for line in lines)
 
