@@ -304,7 +304,8 @@ def _check_unreachable(f: Findings, vs: Res[VirtualService]) -> None:
 
     for i, http in enumerate(vs.obj.spec.http):
         catch_all = not http.match or any(
-            is_catch_all(route_match(m)) and m.port is None and not m.gateways for m in http.match)
+            is_catch_all(route_match(m)) and m.port is None and not m.gateways and not m.source_labels
+            and not m.source_namespace for m in http.match)
         if catch_all and i + 1 < len(vs.obj.spec.http):
             f.warning(vs.file, vs.line("spec", "http", i + 1), "EG0207",
                       f"VirtualService {vs.key}: http[{i + 1}] and later routes are unreachable: http[{i}] matches every request",

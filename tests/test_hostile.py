@@ -292,7 +292,7 @@ CASES: list[Case] = [
     Case("missing_hosts", "missing_hosts.yaml", 1, ("EG0103",), ("spec.servers[0].hosts",)),
     Case("missing_name", "missing_name.yaml", 1, ("EG0103",), ("metadata.name",)),
     Case("delegate", "delegate.yaml", 1, ("EG0104",), ("spec.http[0].delegate",)),
-    Case("source_labels", "source_labels.yaml", 1, ("EG0104",), ("spec.http[0].match[0].sourceLabels",)),
+    Case("stat_prefix", "stat_prefix.yaml", 1, ("EG0104",), ("spec.http[0].match[0].statPrefix",)),
     Case("duplicate_resource", "duplicate_resource.yaml", 1, ("EG0105",), text=("defined twice",)),
     Case("http_server_tls_simple", "http_server_tls_simple.yaml", 1, ("EG0106",), ("spec.servers[0].tls",)),
     Case("same_port_name", "same_port_name.yaml", 1, ("EG0106",), ("spec.servers[1].port.name",)),

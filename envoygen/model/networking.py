@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Duration, Int32, Metadata, NonEmptyStr, Port, Strict, UInt32, unsupported
+from .base import Duration, Int32, Metadata, NonEmptyStr, Port, Strict, UInt32, no_effect, unsupported
 
 API_GROUP = "networking.istio.io"
 API_VERSIONS = ("v1alpha3", "v1beta1", "v1")
@@ -113,12 +113,12 @@ class HTTPMatchRequest(Strict):
     authority: StringMatch | None = None
     headers: dict[str, StringMatch] = Field(default_factory=dict)
     port: Port | None = None
-    source_labels: unsupported("sourceLabels compare against sidecar workloads; not meaningful for a static gateway") = None
+    source_labels: dict[str, str] = Field(default_factory=dict)  # compared with the gateway workload's labels
     gateways: list[str] = Field(default_factory=list)
     query_params: dict[str, StringMatch] = Field(default_factory=dict)
     ignore_uri_case: bool = False
     without_headers: dict[str, StringMatch] = Field(default_factory=dict)
-    source_namespace: unsupported("sourceNamespace applies to sidecars only") = None
+    source_namespace: str | None = None  # compared with the gateway workload's namespace
     stat_prefix: unsupported("statPrefix is not implemented") = None
 
 
@@ -254,12 +254,13 @@ class HTTPRoute(Strict):
 
 
 class L4Match(Strict):
-    destination_subnets: list[str] = Field(default_factory=list)
+    destination_subnets: no_effect("Istio matches destinationSubnets on sidecars only; gateway listeners ignore it",
+                                   list[str] | None) = None
     port: Port | None = None
-    source_subnet: unsupported("sourceSubnet is not implemented") = None
-    source_labels: unsupported("sourceLabels apply to sidecars only") = None
+    source_subnet: no_effect("Istio's gateway L4 matches use only port and gateways", str | None) = None
+    source_labels: no_effect("Istio's gateway L4 matches use only port and gateways", dict[str, str] | None) = None
     gateways: list[str] = Field(default_factory=list)
-    source_namespace: unsupported("sourceNamespace applies to sidecars only") = None
+    source_namespace: no_effect("Istio's gateway L4 matches use only port and gateways", str | None) = None
 
 
 class TLSMatch(L4Match):

@@ -300,13 +300,23 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
     return action, merged
 
 
+def _source_match(m: HTTPMatchRequest, gateway: str, vs_ns: str, ctx: Context) -> bool:
+    """sourceMatchHTTP: gateways if given, else sourceLabels ⊆ the gateway workload's labels
+    and sourceNamespace == its namespace."""
+    if m.gateways:
+        return gateway in {gateway_ref(g, vs_ns) for g in m.gateways}
+    if not ctx.workload.selects(m.source_labels):
+        return False
+    return not m.source_namespace or m.source_namespace == ctx.workload.namespace
+
+
 def translate_route(ctx: Context, http: HTTPRoute, match: HTTPMatchRequest | None, vs: Res[VirtualService],
                     scope: ServerScope, registry: dict[str, ServiceInfo], rules: dict[str, MergedRule]) -> ir.Route | None:
     """translateRoute: None when the match does not apply to this server."""
     if match is not None:
         if match.port is not None and match.port != scope.port:
             return None
-        if match.gateways and scope.gateway not in {gateway_ref(g, vs.namespace) for g in match.gateways}:
+        if not _source_match(match, scope.gateway, vs.namespace, ctx):
             return None
     name = http.name or ""
     if match is not None and match.name:
