@@ -63,19 +63,24 @@ def _register_ca(ctx: Context, cred_name: str, cred: Credential, resource: str |
     return ir.SdsRef(name, f"sds/{cred_name}-cacert.yaml")
 
 
-def _read_file_material(ctx: Context, bs: "BoundServer", field: str, path: str | None) -> bytes | None:
-    if not path:
+def read_material(ctx: Context, file: str, line: int, path: str, who: str, value: str | None) -> bytes | None:
+    """A certificate, key, CA or CRL named by file path (read at build time, at most 1 MiB)."""
+    if not value:
         return None
     try:
-        p = Path(path)
+        p = Path(value)
         if p.stat().st_size > 1024 * 1024:
             raise OSError("larger than 1 MiB")
         return p.read_bytes()
     except OSError as exc:
-        ctx.findings.error(bs.gateway.file, bs.line("tls", field), "EG0301",
-                           f"Gateway {bs.gw_key}: tls.{field} {path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}",
-                           bs.path("tls", field), "paths are read on the machine that runs envoygen")
+        ctx.findings.error(file, line, "EG0301", f"{who}{path.rsplit('.', 1)[-1]} {value!r} cannot be read: "
+                           f"{getattr(exc, 'strerror', None) or exc}", path, "paths are read on the machine that runs envoygen")
         return None
+
+
+def _read_file_material(ctx: Context, bs: "BoundServer", field: str, path: str | None) -> bytes | None:
+    return read_material(ctx, bs.gateway.file, bs.line("tls", field), bs.path("tls", field),
+                         f"Gateway {bs.gw_key}: tls.", path)
 
 
 def _file_credential(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[str, Credential] | None:

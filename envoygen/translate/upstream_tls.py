@@ -12,29 +12,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from pathlib import Path
 
 from .. import ir
 from ..credentials import Credential, check_credential, resolve_credential
 from ..model.networking import ClientTLS
 from .context import Context
-from .tls import _register_ca, _register_cert, _secret_sources
+from .tls import _register_ca, _register_cert, _secret_sources, read_material
 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _read(ctx: Context, file: str, line: int, path: str, field: str, value: str | None) -> bytes | None:
-    if not value:
-        return None
-    try:
-        p = Path(value)
-        if p.stat().st_size > 1024 * 1024:
-            raise OSError("larger than 1 MiB")
-        return p.read_bytes()
-    except OSError as exc:
-        ctx.findings.error(file, line, "EG0301", f"tls.{field} {value!r} cannot be read: {getattr(exc, 'strerror', None) or exc}",
-                           f"{path}.{field}", "paths are read on the machine that runs envoygen")
-        return None
+    return read_material(ctx, file, line, f"{path}.{field}", "tls.", value)
 
 
 def upstream_tls(ctx: Context, tls: ClientTLS | None, http2: bool, where: tuple[str, int, str]) -> ir.UpstreamTls | None:
