@@ -80,6 +80,17 @@ def _duration(value: Any, handler: Any) -> float:
 
 Duration = Annotated[float, WrapValidator(_duration)]
 
+
+def _positive_duration(value: Any, handler: Any) -> float:
+    seconds = _duration(value, handler)
+    if seconds < 0.001:
+        raise ValueError(f"{value!r}: duration must be at least 1ms")
+    return seconds
+
+
+# Istio's validateDuration (and Envoy's own rules for these fields): at least 1ms
+PositiveDuration = Annotated[float, WrapValidator(_positive_duration)]
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Duration, Int32, Metadata, NonEmptyStr, Port, Strict, UInt32, no_effect, unsupported
+from .base import Duration, Int32, PositiveDuration, Metadata, NonEmptyStr, Port, Strict, UInt32, no_effect, unsupported
 
 API_GROUP = "networking.istio.io"
 API_VERSIONS = ("v1alpha3", "v1beta1", "v1")
@@ -182,7 +182,7 @@ class HTTPRewrite(Strict):
 
 class HTTPRetry(Strict):
     attempts: Int32
-    per_try_timeout: Duration | None = None
+    per_try_timeout: PositiveDuration | None = None
     retry_on: str | None = None
     retry_remote_localities: bool | None = None
     retry_ignore_previous_hosts: bool | None = None
@@ -194,7 +194,7 @@ class Percent(Strict):
 
 
 class FaultDelay(Strict):
-    fixed_delay: Duration | None = None
+    fixed_delay: PositiveDuration | None = None
     exponential_delay: unsupported("Istio ignores exponentialDelay") = None
     percentage: Percent | None = None
     percent: int | None = Field(default=None, ge=0, le=100)
@@ -335,15 +335,15 @@ class LoadBalancer(Strict):
 
 class TcpKeepalive(Strict):
     probes: UInt32 | None = None
-    time: Duration | None = None
-    interval: Duration | None = None
+    time: PositiveDuration | None = None
+    interval: PositiveDuration | None = None
 
 
 class TCPSettings(Strict):
     max_connections: Int32 | None = None
-    connect_timeout: Duration | None = None
+    connect_timeout: PositiveDuration | None = None
     tcp_keepalive: TcpKeepalive | None = None
-    max_connection_duration: Duration | None = None
+    max_connection_duration: PositiveDuration | None = None
     idle_timeout: Duration | None = None
 
 
@@ -369,8 +369,8 @@ class OutlierDetection(Strict):
     consecutive_gateway_errors: UInt32 | None = None
     consecutive5xx_errors: UInt32 | None = Field(default=None, alias="consecutive5xxErrors")
     consecutive_errors: unsupported("consecutiveErrors is deprecated; use consecutive5xxErrors") = None
-    interval: Duration | None = None
-    base_ejection_time: Duration | None = None
+    interval: PositiveDuration | None = None
+    base_ejection_time: PositiveDuration | None = None
     max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
     min_health_percent: int | None = Field(default=None, ge=0, le=100)
 

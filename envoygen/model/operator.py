@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import Duration, Loose, Metadata, Port, Strict, no_effect, unsupported
+from .base import Duration, Loose, PositiveDuration, Metadata, Port, Strict, no_effect, unsupported
 
 
 class OperatorServicePort(Strict):
@@ -49,7 +49,7 @@ class Components(Loose):
 
 class RetryPolicy(Strict):
     attempts: int = Field(ge=0)
-    per_try_timeout: Duration | None = None
+    per_try_timeout: PositiveDuration | None = None
     retry_on: str | None = None
     retry_remote_localities: bool | None = None
     retry_ignore_previous_hosts: bool | None = None
@@ -75,8 +75,8 @@ class MeshConfig(Strict):
     access_log_file: str = ""
     access_log_encoding: Literal["TEXT", "JSON"] = "TEXT"
     access_log_format: str = ""
-    connect_timeout: Duration | None = None
-    dns_refresh_rate: Duration | None = None
+    connect_timeout: PositiveDuration | None = None
+    dns_refresh_rate: PositiveDuration | None = None
     default_http_retry_policy: RetryPolicy | None = None
     enable_tracing: no_effect("envoygen emits no tracing (no collector at an air-gapped edge; docs/istio-fidelity.md)",
                               bool | None) = None
