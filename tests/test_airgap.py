@@ -3,8 +3,9 @@ into a *fresh* Docker engine (its own data root, no images at all, no registry) 
 `docker run` serves the sample's routes.
 
 The fresh engine is a second dockerd started by the test with a private data root,
-exec root and socket, no bridge and no iptables; the gateway runs with host
-networking so that it reaches the test's backend on 127.0.0.1 only.
+exec root, socket and a bridge of its own (never ``--bridge none``: that makes dockerd
+delete the host's ``docker0`` and breaks the main engine), without iptables; the
+gateway runs with host networking so that it reaches the test's backend on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -66,10 +67,18 @@ def fresh_engine(docker_client):  # noqa: ANN001, ANN201, F811 - needs the main 
         pytest.skip(msg)
     root = Path(tempfile.mkdtemp(prefix="eg-fresh-", dir="/tmp"))  # short path: unix socket limit
     sock = str(root / "d.sock")
+    bridge = "egfresh" + root.name[-6:].replace("_", "0")[:6]
+    made = subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], capture_output=True, text=True)
+    if made.returncode != 0:
+        msg = f"cannot create a bridge for the fresh engine: {made.stderr.strip()}"
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
     log = open(root / "dockerd.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--host", f"unix://{sock}",
-         "--pidfile", str(root / "d.pid"), "--bridge", "none", "--iptables=false"],
+         "--pidfile", str(root / "d.pid"), "--bridge", bridge, "--iptables=false", "--ip-masq=false"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: _docker(sock, "info", timeout=10).returncode == 0 or proc.poll() is not None,
@@ -89,6 +98,7 @@ def fresh_engine(docker_client):  # noqa: ANN001, ANN201, F811 - needs the main 
         for ns in (root / "exec" / "netns").glob("*"):  # dockerd leaves its netns bind-mounted
             subprocess.run(["umount", str(ns)], check=False, capture_output=True)
         subprocess.run(["rm", "-rf", str(root)], check=False)
+        subprocess.run(["ip", "link", "delete", bridge], check=False, capture_output=True)
 
 
 @pytest.mark.docker
