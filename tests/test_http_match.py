@@ -10,65 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from harness import http_get
 
-NS = "test"
+from istio_docs import dump, gateway_doc, route_configs, se_doc, start, to, vhost_routes, vs_doc
 HOST = "match.example.com"
 OTHER = "other.example.com"
 
 
 # ----------------------------------------------------------------- helpers
-def gateway_doc(name: str = "gw", ns: str = NS, hosts: list[str] | None = None, port: int = 80) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1beta1",
-        "kind": "Gateway",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "selector": {"istio": "ingressgateway"},
-            "servers": [{"port": {"number": port, "name": "http", "protocol": "HTTP"}, "hosts": hosts or ["*"]}],
-        },
-    }
-
-
-def vs_doc(name: str, hosts: list[str], http: list[dict], gateways: list[str] | None = None, ns: str = NS) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1beta1",
-        "kind": "VirtualService",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"hosts": hosts, "gateways": gateways or ["gw"], "http": http},
-    }
-
-
-def se_doc(name: str, port: int, ns: str = NS) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1beta1",
-        "kind": "ServiceEntry",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "hosts": [f"{name}.{ns}.svc.cluster.local"],
-            "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": port}],
-            "resolution": "STATIC",
-            "endpoints": [{"address": "127.0.0.1"}],
-        },
-    }
-
-
-def to(name: str) -> list[dict]:
-    return [{"destination": {"host": name}}]
-
-
-def dump(*docs: dict) -> str:
-    return yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def start(gateway_factory, backend_factory, names: list[str], docs: list[dict]):  # noqa: ANN001, ANN201
-    backends = {n: backend_factory(n) for n in names}
-    all_docs = [*docs, *(se_doc(n, b.port) for n, b in backends.items())]
-    gw = gateway_factory(dump(*all_docs), ports=(80,))
-    return gw, backends
-
-
 def who(gw, path: str, host: str = HOST, **kw: Any) -> str:  # noqa: ANN001
     """The backend that answered, or ``status:<code>`` for a non-backend answer."""
     status, headers, _ = http_get(gw, 80, path, host=host, **kw)
@@ -76,29 +25,6 @@ def who(gw, path: str, host: str = HOST, **kw: Any) -> str:  # noqa: ANN001
         assert status == 200, (path, status)
         return headers["x-backend"]
     return f"status:{status}"
-
-
-def bootstrap(gw) -> dict:  # noqa: ANN001
-    return yaml.safe_load(gw.bootstrap_path.read_text())
-
-
-def route_configs(gw) -> dict[str, dict]:  # noqa: ANN001
-    out: dict[str, dict] = {}
-    for listener in bootstrap(gw)["static_resources"]["listeners"]:
-        for chain in listener.get("filter_chains", []):
-            for f in chain.get("filters", []):
-                rc = f.get("typed_config", {}).get("route_config")
-                if rc and rc.get("name"):
-                    out[rc["name"]] = rc
-    return out
-
-
-def vhost_routes(gw, vhost: str) -> list[dict]:  # noqa: ANN001
-    for rc in route_configs(gw).values():
-        for vh in rc.get("virtual_hosts", []):
-            if vh["name"] == vhost:
-                return vh.get("routes", [])
-    raise AssertionError(f"no vhost {vhost}")
 
 
 # ----------------------------------------------------------------- the big table
