@@ -33,6 +33,9 @@ def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
             raise click.UsageError(f"--port-map {a}={seen[a]} and {a}={b}: one bind port per server port")
         seen[a] = b
     port_map = dict(pairs)
+    chosen = install_dir or kw["install_dir"]
+    if not chosen.startswith("/"):
+        raise click.UsageError(f"--install-dir {chosen}: must be an absolute path (Envoy opens every bundle file by it)")
     opts = Options(
         install_dir=install_dir or kw["install_dir"],
         port_map=port_map,

@@ -80,3 +80,13 @@ def test_run_serves_until_sigterm_and_cleans_up(backend_factory, tmp_path):
     while os.path.exists(bundle) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not os.path.exists(bundle)
+
+
+def test_relative_install_dir_is_a_usage_error(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "envoygen", "render", "-f", "samples/coolstore", "-o", str(out),
+                           "--install-dir", "relative/dir"], capture_output=True, text=True, timeout=120,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert proc.returncode == 2, proc.stderr
+    assert "--install-dir relative/dir: must be an absolute path" in proc.stderr
+    assert not out.exists()
