@@ -44,7 +44,12 @@ def _destination(fc: dict[str, Any]) -> str:
         tc = f.get("typed_config", {})
         if f["name"].endswith("http_connection_manager"):
             rc = tc.get("route_config", {})
-            return f"Route: {rc.get('name', '')}"
+            if rc.get("name"):
+                return f"Route: {rc['name']}"
+            # istioctl shows unnamed inline route configs by their first match, e.g. the 15021 listener
+            routes = [r for vh in rc.get("virtual_hosts", []) for r in vh.get("routes", [])]
+            first = routes[0]["match"].get("prefix", "") if routes else ""
+            return f"Inline Route: {first}*"
         if f["name"].endswith("tcp_proxy"):
             if "cluster" in tc:
                 return f"Cluster: {tc['cluster']}"

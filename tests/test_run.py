@@ -90,3 +90,17 @@ def test_relative_install_dir_is_a_usage_error(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "--install-dir relative/dir: must be an absolute path" in proc.stderr
     assert not out.exists()
+
+
+def test_proxy_config_listeners_table_reads_like_istioctl(tmp_path):
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "envoygen", "render", "-q", "-f", "samples/coolstore", "-o", str(out)],
+                   check=True, capture_output=True, cwd=str(root), timeout=120)
+    table = subprocess.run([sys.executable, "-m", "envoygen", "proxy-config", "listeners", str(out)],
+                           check=True, capture_output=True, text=True, timeout=120).stdout.splitlines()
+    rows = [line.split() for line in table[1:]]
+    assert table[0].split() == ["ADDRESSES", "PORT", "MATCH", "DESTINATION"]
+    assert ["0.0.0.0", "15021", "ALL", "Inline", "Route:", "/healthz/ready*"] in rows
+    assert ["0.0.0.0", "15090", "ALL", "Inline", "Route:", "/stats/prometheus*"] in rows
+    assert ["0.0.0.0", "8080", "ALL", "Route:", "http.8080"] in rows
