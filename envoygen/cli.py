@@ -7,7 +7,6 @@ input, 2 usage, 3 environment.  Never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import click
 
 from . import __version__
 from .diagnostics import Findings
-from .errors import EnvironmentProblem, FindingsError, InputError
+from .errors import FindingsError, InputError
 from .options import render_options
 from .pipeline import Compiled, Request, compile_inputs, render_for_host, render_to
 from .translate import Options

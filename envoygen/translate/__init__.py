@@ -9,7 +9,7 @@ from ..workloads import Workload
 from .clusters import build_cluster
 from .context import Context, Options
 from .gateway import build_listeners
-from .registry import build_registry, merged_rules
+from .registry import build_registry, merged_rules, rule_for
 
 # pilot/pkg/model/telemetry_logging.go EnvoyTextLogFormat (since istio#52384)
 ISTIO_TEXT_LOG_FORMAT = (
@@ -59,9 +59,6 @@ def translate(resources: Resources, workload: Workload, options: Options, findin
     clusters: list[ir.Cluster] = []
     for host in sorted(registry):
         svc = registry[host]
-        rule = rules.get(host)
-        from .registry import rule_for
-
         rule = rule_for(host, rules)
         for port in sorted(svc.ports, key=lambda p: p.number):
             clusters.append(build_cluster(ctx, svc, port, "", rule))

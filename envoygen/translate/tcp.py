@@ -42,7 +42,7 @@ def _vs_matches_server(bs: "BoundServer", vs) -> bool:
 
 
 def _tcp_proxy(stat: str, clusters: tuple[ir.WeightedCluster, ...], dests: list[RouteDestination], vs_ns: str,
-               rules: dict[str, MergedRule], access_log: ir.AccessLog | None) -> ir.TcpProxy:
+               rules: dict[str, MergedRule], access_log: ir.AccessLog | None, mongo: bool = False) -> ir.TcpProxy:
     """networkfilter.go: idle timeout, connection duration and source-IP hashing come from the
     DestinationRule of the first destination: its top-level connectionPool.tcp (never port-level),
     and its consistentHash.useSourceIp unless the subset's own load balancer says otherwise."""
@@ -61,7 +61,7 @@ def _tcp_proxy(stat: str, clusters: tuple[ir.WeightedCluster, ...], dests: list[
             sch = sub.traffic_policy.load_balancer.consistent_hash
             source_ip = bool(sch and sch.use_source_ip)
     return ir.TcpProxy(stat, clusters, tcp.idle_timeout if tcp else None, access_log,
-                       tcp.max_connection_duration if tcp else None, source_ip, weighted=len(dests) > 1)
+                       tcp.max_connection_duration if tcp else None, source_ip, weighted=len(dests) > 1, mongo=mongo)
 
 
 def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, ServiceInfo],
@@ -82,12 +82,8 @@ def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, Se
             if not clusters:
                 continue
             stat = clusters[0].name if len(tcp.route) == 1 else f"{vs.name}.{vs.namespace}"
-            proxy = _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log)
-            if bs.server.port.protocol.upper() == "MONGO":
-                from dataclasses import replace
-
-                proxy = replace(proxy, mongo=True)
-            return proxy
+            return _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log,
+                              mongo=bs.server.port.protocol.upper() == "MONGO")
     return None
 
 
