@@ -1,6 +1,8 @@
-"""Write bundles atomically, with a manifest.
+"""The bundle: its file layout, file modes and manifest, written atomically.
 
-Everything is written into a temporary directory beside OUT and renamed into
+``bundle_files`` lays one workload's rendered files out (``envoy.yaml`` or
+``envoy.json``, ``sds/``, ``certs/`` with keys 0600, ``Dockerfile``,
+``manifest.json``).  Everything is written into a temporary directory beside OUT and renamed into
 place only when complete.  OUT must be absent, empty, or an earlier envoygen
 output (recognised by its manifest, every file of which it lists); anything
 else is refused, so a user's files are never overwritten or deleted.
@@ -16,7 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import __version__, ir
 from .errors import InputError
+from .render import ENVOY_VERSION, Renderer
 
 GENERATOR = "envoygen"
 MANIFEST = "manifest.json"
@@ -31,6 +35,40 @@ def manifest_for(files: dict[str, tuple[bytes, int]], meta: dict[str, Any]) -> b
     digest = sha256("".join(f"{p}\0{d}\n" for p, d in digests.items()).encode())
     doc = {"generator": GENERATOR, **meta, "files": digests, "digest": digest}
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def bootstrap_name(bootstrap_format: str) -> str:
+    return "envoy.json" if bootstrap_format == "json" else "envoy.yaml"
+
+
+def bundle_files(
+    renderer: Renderer, b: ir.Bootstrap, install_dir: str, bootstrap_format: str, meta: dict[str, Any],
+) -> dict[str, tuple[bytes, int]]:
+    """Relative path → (content, mode) of one workload's bundle, manifest included.
+
+    ``meta``: what the manifest records besides the files (workload, ports, inputs)."""
+    install_dir = install_dir.rstrip("/") or "/"
+    name = bootstrap_name(bootstrap_format)
+    files: dict[str, tuple[bytes, int]] = {name: (renderer.bootstrap(b, install_dir, bootstrap_format).encode(), 0o644)}
+    for s in b.secrets:
+        files[s.sds_file] = (renderer.sds(s, install_dir).encode(), 0o644)
+        for fname, content in s.files:
+            files[f"{s.directory}/{fname}"] = (content, 0o600 if fname.endswith(".key") else 0o644)
+    files["Dockerfile"] = (renderer.dockerfile(b, install_dir, name).encode(), 0o644)
+    head = {"version": __version__, "envoy_version": ENVOY_VERSION, "bootstrap": name, "install_dir": install_dir}
+    files[MANIFEST] = (manifest_for(files, {**head, **meta}), 0o644)
+    return files
+
+
+def several_bundles(bundles: dict[str, dict[str, tuple[bytes, int]]]) -> dict[str, tuple[bytes, int]]:
+    """One tree holding a bundle per workload under ``<workload>/``, and a top manifest naming them."""
+    tree: dict[str, tuple[bytes, int]] = {}
+    for name, files in bundles.items():
+        for rel, v in files.items():
+            tree[f"{name}/{rel}"] = v
+    top = {"generator": GENERATOR, "version": __version__, "bundles": sorted(bundles)}
+    tree[MANIFEST] = ((json.dumps(top, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    return tree
 
 
 def _is_our_output(out: Path) -> tuple[bool, str]:

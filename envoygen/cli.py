@@ -20,7 +20,8 @@ from . import __version__
 from .diagnostics import Findings
 from .errors import FindingsError, InputError
 from .options import render_options
-from .pipeline import Compiled, Request, compile_inputs, render_for_host, render_to
+from .bundle import write_atomically
+from .pipeline import Compiled, Request, compile_inputs, render_bundles, render_for_host, render_to, translate_inputs, write_for_host
 from .translate import Options
 
 
@@ -36,7 +37,6 @@ def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
     if not chosen.startswith("/"):
         raise click.UsageError(f"--install-dir {chosen}: must be an absolute path (Envoy opens every bundle file by it)")
     opts = Options(
-        install_dir=install_dir or kw["install_dir"],
         port_map=port_map,
         admin_port=kw["admin_port"],
         readiness_port=kw["readiness_port"],
@@ -46,7 +46,7 @@ def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
         access_log=kw.get("access_log"),
     )
     return Request(tuple(kw["paths"]), kw["namespace"], kw.get("gateway"), opts, kw.get("templates"),
-                   kw.get("bootstrap_format", "yaml"))
+                   kw.get("bootstrap_format", "yaml"), chosen)
 
 
 def _print_findings(findings: Findings, quiet: bool = False) -> None:
@@ -213,7 +213,8 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
     from .image import build_image
 
     req = _request(kw)
-    compiled, root = render_for_host(req, sys.stdin.buffer)
+    compiled = translate_inputs(req, sys.stdin.buffer)  # the input is read once, whatever it is
+    root = write_for_host(compiled, req)
     try:
         _print_findings(compiled.findings, quiet=True)
         if not compiled.single:
@@ -221,13 +222,9 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
         for w, ok, out in _validate_with_envoy(compiled, root, envoy_path):
             if not ok:
                 raise InputError(f"EG0401 Envoy rejected the configuration of {w}:\n{out}")
-        # the image gets the bundle rendered for the user's --install-dir
-        final = compile_inputs(req)
+        # the image gets the same IR rendered for the user's --install-dir
         out = root.parent / "image-bundle"
-        from .pipeline import output_tree
-        from .bundle import write_atomically
-
-        write_atomically(out, output_tree(final))
+        write_atomically(out, render_bundles(compiled, req, req.install_dir))
         digest = json.loads((out / "manifest.json").read_text())["digest"]
         image_id = build_image(out, tag, base_image=base_image, save=save,
                                labels={"io.envoygen.bundle.digest": digest},

@@ -331,7 +331,6 @@ class Secret:
 class Bootstrap:
     node_id: str
     node_cluster: str
-    install_dir: str
     admin_port: int
     readiness_port: int
     stats_port: int

@@ -9,6 +9,7 @@ stops alias bombs, since aliases are expanded while counting) and nesting depth.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,27 +209,28 @@ def _expand(path: str, findings: Findings) -> list[Path]:
     return []
 
 
-def load_paths(paths: list[str], stdin: BinaryIO | None = None) -> tuple[list[Document], Findings, list[str]]:
+def load_paths(
+    paths: list[str], stdin: BinaryIO | None = None,
+) -> tuple[list[Document], Findings, list[tuple[str, str]]]:
     """Load every document from ``paths`` (``-`` is stdin).
 
-    Returns the documents, the findings and the list of input files read (for
-    the manifest), in the order given.
+    Returns the documents, the findings and, for the manifest, every input read
+    as (path, sha256 of the bytes read), in the order given; stdin is ``-``.
     """
     findings = Findings()
     docs: list[Document] = []
-    read: list[str] = []
+    read: list[tuple[str, str]] = []
     for path in paths:
         if path == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
             raw = stream.read(MAX_FILE_BYTES + 1)
             text = _read(raw, "<stdin>", findings)
-            read.append("<stdin>")
+            read.append(("-", hashlib.sha256(raw).hexdigest()))
             if text is not None:
                 docs.extend(parse_text(text, "<stdin>", findings))
             continue
         for f in _expand(path, findings):
             display = str(f)
-            read.append(display)
             try:
                 size = f.stat().st_size
                 if size > MAX_FILE_BYTES:
@@ -238,6 +240,7 @@ def load_paths(paths: list[str], stdin: BinaryIO | None = None) -> tuple[list[Do
             except OSError as exc:
                 findings.error(display, 0, "EG0001", f"cannot read: {exc.strerror or exc}")
                 continue
+            read.append((display, hashlib.sha256(raw).hexdigest()))
             text = _read(raw, display, findings)
             if text is not None:
                 docs.extend(parse_text(text, display, findings))

@@ -1,25 +1,30 @@
 """The only module that knows the order of the stages.  It never prints.
 
-load → model → analyze → translate → render → (bundle | validate | image)
+load → model → analyze → translate (once per workload) → render + bundle (once
+per install directory) → (write | validate | image)
+
+``translate_inputs`` stops after translation; ``render_bundles`` turns that IR
+into bundle files for one install directory, as often as needed: ``build``
+renders one IR twice (a temp dir Envoy validates, then the user's
+``--install-dir`` it bakes) and never reads its input twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from . import __version__, ir
+from . import ir
 from .analyze import analyze
-from .bundle import MANIFEST, manifest_for, write_atomically
+from .bundle import bootstrap_name, bundle_files, several_bundles, write_atomically
 from .diagnostics import Findings
 from .errors import FindingsError, InputError
 from .load import load_paths
 from .model import parse_documents
-from .render import ENVOY_VERSION, Renderer, bundle_files
+from .render import Renderer
 from .translate import Options, translate
 from .workloads import Workload, workloads_from
 
@@ -32,18 +37,16 @@ class Request:
     options: Options = field(default_factory=Options)
     templates: Path | None = None
     bootstrap_format: str = "yaml"
-    host_layout: bool = False  # several bundles: each installed at <install_dir>/<workload>
+    install_dir: str = "/etc/envoy"
 
 
 @dataclass
 class Bundle:
     workload: Workload
     bootstrap: ir.Bootstrap
-    files: dict[str, tuple[bytes, int]]  # manifest included
-
-    @property
-    def bootstrap_file(self) -> str:
-        return "envoy.json" if "envoy.json" in self.files else "envoy.yaml"
+    meta: dict[str, Any]  # what the manifest records besides files and install dir
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # manifest included, once rendered
+    bootstrap_file: str = "envoy.yaml"
 
 
 @dataclass
@@ -73,15 +76,10 @@ def _check_port_collisions(boot: ir.Bootstrap, workload: str, findings: Findings
                                hint="change --port-map, --admin-port, --readiness-port or --stats-port")
 
 
-def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
+def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
+    """Load, model, analyze and translate; the bundles hold IR, no files yet."""
     docs, findings, inputs = load_paths(list(req.paths), stdin)
-    input_digests = []
-    for p in inputs:
-        if p != "<stdin>":
-            try:
-                input_digests.append({"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()})
-            except OSError:
-                pass
+    input_digests = [{"path": path, "sha256": digest} for path, digest in inputs]
     if not docs and not findings.errors:
         findings.warning(", ".join(req.paths), 0, "EG0001", "the input holds no YAML document; the bundle will serve nothing")
     resources = parse_documents(docs, req.namespace, findings)
@@ -105,74 +103,74 @@ def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
             findings.warning("--port-map", 0, "EG0211", f"--port-map {port}={req.options.port_map[port]}: no Gateway server uses port {port}")
     _stop_on_errors(findings)
     bundles: list[Bundle] = []
-    several = req.gateway is None and len(workloads_to_build) > 1
     for w in workloads_to_build:
-        opts = req.options
-        if req.host_layout and several:
-            opts = replace(opts, install_dir=f"{opts.install_dir.rstrip('/')}/{w.name}")
-        renderer = Renderer(opts.install_dir, req.templates)
-        boot = translate(resources, w, opts, findings)
+        boot = translate(resources, w, req.options, findings)
         _check_port_collisions(boot, w.name, findings)
         if not boot.listeners and not any(w.selects(g.obj.spec.selector) for g in resources.gateways):
             findings.warning(", ".join(req.paths), 0, "EG0212",
                              f"no Gateway selects gateway workload {w.namespace}/{w.name} "
                              f"({','.join(f'{k}={v}' for k, v in sorted(w.labels.items()))}); "
                              "its bundle serves only readiness and stats")
-        _stop_on_errors(findings)
-        files = bundle_files(renderer, boot, req.bootstrap_format)
-        bootstrap_file = "envoy.json" if "envoy.json" in files else "envoy.yaml"
         ports = {}
         for g in resources.gateways:
             if w.selects(g.obj.spec.selector):
                 for s in g.obj.spec.servers:
                     ports[str(s.port.number)] = w.bind_port(s.port.number, req.options.port_map)
         meta = {
-            "version": __version__,
-            "envoy_version": ENVOY_VERSION,
-            "bootstrap": bootstrap_file,
             "workload": {"name": w.name, "namespace": w.namespace, "labels": dict(sorted(w.labels.items()))},
-            "install_dir": boot.install_dir,
             "ports": {"servers": dict(sorted(ports.items(), key=lambda kv: int(kv[0]))), "admin": boot.admin_port,
                       "readiness": boot.readiness_port, "stats": boot.stats_port,
                       "listeners": sorted({l.port for l in boot.listeners})},
             "inputs": input_digests,
         }
-        files[MANIFEST] = (manifest_for(files, meta), 0o644)
-        bundles.append(Bundle(w, boot, files))
+        bundles.append(Bundle(w, boot, meta))
+    _stop_on_errors(findings)  # every workload's errors, together
     return Compiled(bundles, findings, single=req.gateway is not None or len(workloads_to_build) == 1)
 
 
-def output_tree(compiled: Compiled) -> dict[str, tuple[bytes, int]]:
+def render_bundles(compiled: Compiled, req: Request, install_dir: str, host_layout: bool = False) -> dict[str, tuple[bytes, int]]:
+    """Render every bundle of ``compiled`` for ``install_dir``; return the output tree.
+
+    ``host_layout``: with several bundles, each is installed at ``<install_dir>/<workload>``."""
+    renderer = Renderer(req.templates)
+    for b in compiled.bundles:
+        where = install_dir
+        if host_layout and not compiled.single:
+            where = f"{install_dir.rstrip('/')}/{b.workload.name}"
+        b.files = bundle_files(renderer, b.bootstrap, where, req.bootstrap_format, b.meta)
+        b.bootstrap_file = bootstrap_name(req.bootstrap_format)
     if compiled.single:
         return dict(compiled.bundles[0].files)
-    tree: dict[str, tuple[bytes, int]] = {}
-    names = []
-    for b in compiled.bundles:
-        names.append(b.workload.name)
-        for rel, v in b.files.items():
-            tree[f"{b.workload.name}/{rel}"] = v
-    top = {"generator": "envoygen", "version": __version__, "bundles": sorted(names)}
-    import json
-
-    tree[MANIFEST] = ((json.dumps(top, indent=2, sort_keys=True) + "\n").encode(), 0o644)
-    return tree
+    return several_bundles({b.workload.name: b.files for b in compiled.bundles})
 
 
-def render_to(req: Request, out: Path, stdin: BinaryIO | None = None) -> Compiled:
-    compiled = compile_inputs(req, stdin)
-    write_atomically(out, output_tree(compiled))
+def compile_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
+    """Translate and render for ``req.install_dir`` (the files are on each bundle)."""
+    compiled = translate_inputs(req, stdin)
+    render_bundles(compiled, req, req.install_dir)
     return compiled
 
 
-def render_for_host(req: Request, stdin: BinaryIO | None = None) -> tuple[Compiled, Path]:
-    """Render into a fresh temp directory whose path is also the install dir (for validate and run)."""
+def render_to(req: Request, out: Path, stdin: BinaryIO | None = None) -> Compiled:
+    compiled = translate_inputs(req, stdin)
+    write_atomically(out, render_bundles(compiled, req, req.install_dir))
+    return compiled
+
+
+def write_for_host(compiled: Compiled, req: Request) -> Path:
+    """Write ``compiled`` into a fresh temp directory whose path is also the install
+    dir (for validate and run); return the bundle root (its parent is the temp dir)."""
     tmp = Path(tempfile.mkdtemp(prefix="envoygen-"))
     out = tmp / "bundle"
-    host_req = replace(req, options=replace(req.options, install_dir=str(out)), host_layout=True)
     try:
-        compiled = compile_inputs(host_req, stdin)
-        write_atomically(out, output_tree(compiled))
+        write_atomically(out, render_bundles(compiled, req, str(out), host_layout=True))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing is left behind by a refused input
         raise
-    return compiled, out
+    return out
+
+
+def render_for_host(req: Request, stdin: BinaryIO | None = None) -> tuple[Compiled, Path]:
+    """Translate, then render into a fresh temp directory whose path is also the install dir."""
+    compiled = translate_inputs(req, stdin)
+    return compiled, write_for_host(compiled, req)

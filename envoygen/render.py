@@ -43,7 +43,11 @@ def _duration(seconds: float) -> str:
 
 
 class Renderer:
-    def __init__(self, install_dir: str, user_templates: Path | None = None) -> None:
+    """Templates → text.  The IR decides *what*; the install directory only
+    decides *where* the bundle's files are opened from at run time, so one IR
+    renders for any install directory without translating again."""
+
+    def __init__(self, user_templates: Path | None = None) -> None:
         paths = [str(packaged_templates())]
         if user_templates is not None:
             if not user_templates.is_dir():
@@ -57,12 +61,15 @@ class Renderer:
             keep_trailing_newline=True,
             autoescape=False,
         )
-        self.install_dir = install_dir
+        self._install_dir = "/"
         self.env.filters["j"] = _json
         self.env.filters["dur"] = _duration
-        self.env.filters["installed"] = lambda rel: posixpath.join(install_dir, rel)
+        # imported macro files get no render context, so the filter reads the
+        # install dir of the render under way
+        self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)
 
-    def _render(self, name: str, parse: bool = True, **ctx: Any) -> str:
+    def _render(self, name: str, where: str, parse: bool = True, **ctx: Any) -> str:
+        self._install_dir = where
         try:
             text = self.env.get_template(name).render(version=__version__, **ctx)
         except jinja2.TemplateSyntaxError as exc:
@@ -81,33 +88,19 @@ class Renderer:
                 raise InputError(f"EG0402 template {name} rendered invalid YAML: {exc}") from None
         return text
 
-    def bootstrap(self, b: ir.Bootstrap) -> str:
-        return self._render("envoy.yaml.j2", b=b)
+    def bootstrap(self, b: ir.Bootstrap, install_dir: str, bootstrap_format: str = "yaml") -> str:
+        text = self._render("envoy.yaml.j2", install_dir, b=b)
+        if bootstrap_format == "json":
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return text
 
-    def sds(self, s: ir.Secret) -> str:
-        return self._render("sds.yaml.j2", s=s)
+    def sds(self, s: ir.Secret, install_dir: str) -> str:
+        return self._render("sds.yaml.j2", install_dir, s=s)
 
-    def dockerfile(self, b: ir.Bootstrap, bootstrap_file: str) -> str:
+    def dockerfile(self, b: ir.Bootstrap, install_dir: str, bootstrap_file: str) -> str:
         ports = sorted(set(b.bound_ports))
         return self._render(
-            "Dockerfile.j2", parse=False, install_dir=b.install_dir, bootstrap_file=bootstrap_file, ports=ports,
-            readiness_port=b.readiness_port, admin_port=b.admin_port, envoy_version=ENVOY_VERSION,
+            "Dockerfile.j2", install_dir, parse=False, install_dir=install_dir, bootstrap_file=bootstrap_file,
+            ports=ports, readiness_port=b.readiness_port, admin_port=b.admin_port, envoy_version=ENVOY_VERSION,
         )
-
-
-def bundle_files(renderer: Renderer, b: ir.Bootstrap, bootstrap_format: str = "yaml") -> dict[str, tuple[bytes, int]]:
-    """Relative path → (content, mode) of one workload's bundle, manifest excluded."""
-    files: dict[str, tuple[bytes, int]] = {}
-    text = renderer.bootstrap(b)
-    name = "envoy.yaml"
-    if bootstrap_format == "json":
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        name = "envoy.json"
-    files[name] = (text.encode(), 0o644)
-    for s in b.secrets:
-        files[s.sds_file] = (renderer.sds(s).encode(), 0o644)
-        for fname, content in s.files:
-            files[f"{s.directory}/{fname}"] = (content, 0o600 if fname.endswith(".key") else 0o644)
-    files["Dockerfile"] = (renderer.dockerfile(b, name).encode(), 0o644)
-    return files

@@ -69,7 +69,6 @@ def translate(resources: Resources, workload: Workload, options: Options, findin
     return ir.Bootstrap(
         node_id=f"router~0.0.0.0~{workload.name}.{workload.namespace}~{workload.namespace}.svc.cluster.local",
         node_cluster=f"{workload.name}.{workload.namespace}",
-        install_dir=options.install_dir.rstrip("/") or "/",
         admin_port=options.admin_port,
         readiness_port=options.readiness_port,
         stats_port=options.stats_port,

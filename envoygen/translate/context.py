@@ -14,7 +14,6 @@ from ..workloads import Workload
 
 @dataclass(frozen=True)
 class Options:
-    install_dir: str = "/etc/envoy"
     port_map: dict[int, int] = field(default_factory=dict)
     admin_port: int = 15000
     readiness_port: int = 15021
