@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from . import names
 from .errors import InputError
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -97,10 +98,11 @@ def routes(b: dict[str, Any]) -> tuple[list[str], list[list[str]], Any]:
 
 
 def _split(name: str) -> list[str]:
-    parts = name.split("|")
-    if len(parts) == 4:
-        return [parts[3], parts[1], parts[2] or "-", parts[0]]
-    return [name, "-", "-", "-"]
+    parsed = names.parse_cluster(name)
+    if parsed is None:
+        return [name, "-", "-", "-"]
+    direction, port, subset, host = parsed
+    return [host, port, subset or "-", direction]
 
 
 def clusters(b: dict[str, Any]) -> tuple[list[str], list[list[str]], Any]:
@@ -127,10 +129,11 @@ def secrets(bundle: Path) -> tuple[list[str], list[list[str]], Any]:
     for sds in sorted((bundle / "sds").glob("*.yaml")) if (bundle / "sds").is_dir() else []:
         doc = yaml.load(sds.read_text(), Loader=_LOADER)
         for res in doc.get("resources", []):
+            credential, _ = names.credential_of_sds_file(sds.stem)
             if "tls_certificate" in res:
-                kind, rel = "Cert Chain", f"certs/{sds.stem}/tls.crt"
+                kind, rel = "Cert Chain", f"{names.cert_dir(sds.stem)}/tls.crt"
             else:
-                kind, rel = "CA", f"certs/{sds.stem[:-len('-cacert')] if sds.stem.endswith('-cacert') else sds.stem}/ca.crt"
+                kind, rel = "CA", f"{names.cert_dir(credential)}/ca.crt"
             path = bundle / rel
             info: dict[str, Any] = {}
             try:

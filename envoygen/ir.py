@@ -339,4 +339,6 @@ class Bootstrap:
     secrets: tuple[Secret, ...]
     workload: str
     namespace: str
+    stats_listener: str
+    readiness_listener: str
     bound_ports: tuple[int, ...] = ()

@@ -125,12 +125,3 @@ def visible_to(export_to: list[str], resource_ns: str, viewer_ns: str) -> bool:
     return False
 
 
-def cluster_name(port: int, subset: str, host: str, direction: str = "outbound") -> str:
-    """model.BuildSubsetKey: ``outbound|80||webapp.ns.svc.cluster.local``."""
-    return f"{direction}|{port}|{subset}|{host}"
-
-
-def sds_name(credential: str) -> str:
-    if credential.startswith("kubernetes://"):
-        return credential
-    return f"kubernetes://{credential}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import ir
+from .. import ir, names
 from ..diagnostics import Findings
 from ..model import Resources
 from ..workloads import Workload
@@ -67,8 +67,10 @@ def translate(resources: Resources, workload: Workload, options: Options, findin
     clusters.sort(key=lambda c: c.name)
     bound = sorted({l.port for l in listeners} | {options.readiness_port, options.stats_port})
     return ir.Bootstrap(
-        node_id=f"router~0.0.0.0~{workload.name}.{workload.namespace}~{workload.namespace}.svc.cluster.local",
-        node_cluster=f"{workload.name}.{workload.namespace}",
+        node_id=names.node_id(workload.name, workload.namespace),
+        node_cluster=names.node_cluster(workload.name, workload.namespace),
+        stats_listener=names.listener(names.ANY_ADDRESS, options.stats_port),
+        readiness_listener=names.listener(names.ANY_ADDRESS, options.readiness_port),
         admin_port=options.admin_port,
         readiness_port=options.readiness_port,
         stats_port=options.stats_port,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import ir
-from ..model.hosts import cluster_name
+from .. import names
 from ..model.networking import ConnectionPool, LoadBalancer, OutlierDetection, Subset, TrafficPolicy
 from .context import Context
 from .registry import MergedRule, ServiceInfo, SvcPort
@@ -156,7 +156,7 @@ def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, ru
         kw["tls"] = upstream_tls(ctx, policy.tls, http2, (first.file, first.line("spec", "trafficPolicy"),  # type: ignore[arg-type]
                                                          "spec.trafficPolicy.tls"))
     return ir.Cluster(
-        name=cluster_name(port.number, subset, svc.host),
+        name=names.cluster(port.number, subset, svc.host),
         discovery=discovery,  # type: ignore[arg-type]
         endpoints=_endpoints(svc, port, labels),
         connect_timeout=connect_timeout,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import ir
+from .. import ir, names
 from ..model import Res
 from ..model.hosts import HostIndex, fqdn, gateway_ref, split_server_host
 from ..model.networking import Gateway, Server, VirtualService
@@ -135,10 +135,6 @@ def server_vs_hosts(bs: BoundServer, vs: Res[VirtualService]) -> list[str]:
     return index.intersect(vs_hosts)
 
 
-def _stat_prefix(listener: str) -> str:
-    return f"outbound_{listener}"
-
-
 def _hcm(ctx: Context, stat_prefix: str, rc: ir.RouteConfig, access_log: ir.AccessLog | None) -> ir.HttpConnectionManager:
     topo = ctx.workload.mesh.default_config.gateway_topology if ctx.workload.mesh.default_config else None
     hops = topo.num_trusted_proxies if topo and topo.num_trusted_proxies else 0
@@ -182,7 +178,7 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
         if len(vh["vs"]) > 1:
             _warn_conflicts(ctx, host, vh["routes"])
         out.append(ir.VirtualHost(
-            name=f"{host}:{vh['port']}",
+            name=names.virtual_host(host, vh["port"]),
             domains=(host,),
             routes=tuple(sort_vhost_routes(vh["routes"])),
             require_tls=vh["tls"],
@@ -190,7 +186,7 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
     out.sort(key=lambda v: v.name)
     if not out:
         port = servers[0].server.port.number if servers else 0
-        out = [ir.VirtualHost(f"blackhole:{port}", ("*",), (), include_request_attempt_count=False)]
+        out = [ir.VirtualHost(names.blackhole_virtual_host(port), ("*",), (), include_request_attempt_count=False)]
     return ir.RouteConfig(name, tuple(out))
 
 
@@ -234,13 +230,12 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                     access_log: ir.AccessLog | None) -> list[ir.Listener]:
     listeners: list[ir.Listener] = []
     for group in merge_servers(ctx):
-        lname = f"{group.bind}_{group.port}"
-        suffix = "" if group.bind == "0.0.0.0" else f".{group.bind}"
+        lname = names.listener(group.bind, group.port)
         chains: list[ir.FilterChain] = []
         failed = False
         if group.kind == "http":
-            rc = build_route_config(ctx, f"http.{group.port}{suffix}", group.servers, registry, rules)
-            chains.append(ir.FilterChain(name=lname, http=_hcm(ctx, _stat_prefix(lname), rc, access_log)))
+            rc = build_route_config(ctx, names.http_route_config(group.port, group.bind), group.servers, registry, rules)
+            chains.append(ir.FilterChain(name=lname, http=_hcm(ctx, names.stat_prefix(lname), rc, access_log)))
         elif group.kind == "tcp":
             bs = group.servers[0]
             tcp = tcp_proxy_for_server(ctx, bs, registry, access_log, rules)
@@ -251,7 +246,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
             for bs in group.servers:
                 if not bs.hosts and bs.kind != "passthrough":
                     continue
-                names = tuple(sorted({h for _, h in bs.hosts})) if all(h != "*" for _, h in bs.hosts) else ()
+                snis = tuple(sorted({h for _, h in bs.hosts})) if all(h != "*" for _, h in bs.hosts) else ()
                 if bs.kind == "passthrough":
                     chains.extend(passthrough_chains(ctx, bs, registry, access_log, chains, rules))
                     continue
@@ -260,14 +255,15 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                     failed = True
                     continue
                 if bs.kind == "https":
-                    rname = f"https.{bs.server.port.number}.{bs.server.port.name}.{bs.gateway.name}.{bs.gateway.namespace}{suffix}"
+                    rname = names.https_route_config(bs.server.port.number, bs.server.port.name, bs.gateway.name,
+                                                   bs.gateway.namespace, group.bind)
                     rc = build_route_config(ctx, rname, [bs], registry, rules)
-                    chains.append(ir.FilterChain(name=rname, server_names=names, tls=tls,
-                                                 http=_hcm(ctx, bs.server.name or _stat_prefix(lname), rc, access_log)))
+                    chains.append(ir.FilterChain(name=rname, server_names=snis, tls=tls,
+                                                 http=_hcm(ctx, bs.server.name or names.stat_prefix(lname), rc, access_log)))
                 else:
                     tcp = tcp_proxy_for_server(ctx, bs, registry, access_log, rules)
                     if tcp is not None:
-                        chains.append(ir.FilterChain(name=f"{lname}.{bs.server.port.name}.{bs.gateway.name}", server_names=names,
+                        chains.append(ir.FilterChain(name=names.tls_filter_chain(lname, bs.server.port.name, bs.gateway.name), server_names=snis,
                                                      tls=tls, tcp=tcp))
         if not chains and failed:
             continue  # the servers' errors are already reported; "no route" would mislead

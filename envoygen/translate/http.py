@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..model import Res
-from ..model.hosts import cluster_name, fqdn, gateway_ref
+from .. import names
+from ..model.hosts import fqdn, gateway_ref
 from ..model.networking import (
     CorsPolicy,
     Destination,
@@ -238,7 +239,7 @@ def destination_port(d: Destination, host: str, registry: dict[str, ServiceInfo]
 
 def destination_cluster(d: Destination, vs_ns: str, ctx_registry: dict[str, ServiceInfo], server_port: int) -> str:
     host = fqdn(d.host, vs_ns)
-    return cluster_name(destination_port(d, host, ctx_registry, server_port), d.subset or "", host)
+    return names.cluster(destination_port(d, host, ctx_registry, server_port), d.subset or "", host)
 
 
 def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope: ServerScope,
@@ -257,7 +258,7 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
         subset = dst.destination.subset or ""
         hashes.add(hash_policies(effective_policy(rule_for(host, rules), port, subset)))
         dh, dhost = header_ops(dst.headers)
-        name = cluster_name(port, subset, host)
+        name = names.cluster(port, subset, host)
         if single:
             extra_headers = dh
             if host_rewrite is None:

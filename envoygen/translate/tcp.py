@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import ir
-from ..model.hosts import cluster_name, fqdn, gateway_ref, matches
+from .. import names
+from ..model.hosts import fqdn, gateway_ref, matches
 from ..model.networking import L4Match, RouteDestination
 from .context import Context
 from .http import destination_port
@@ -32,7 +33,7 @@ def _clusters(dests: list[RouteDestination], vs_ns: str, registry: dict[str, Ser
             continue
         host = fqdn(d.destination.host, vs_ns)
         p = destination_port(d.destination, host, registry, port)
-        out.append(ir.WeightedCluster(cluster_name(p, d.destination.subset or "", host), d.weight if not single else 100))
+        out.append(ir.WeightedCluster(names.cluster(p, d.destination.subset or "", host), d.weight if not single else 100))
     return tuple(out)
 
 
@@ -81,7 +82,7 @@ def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, Se
             clusters = _clusters(tcp.route, vs.namespace, registry, port)
             if not clusters:
                 continue
-            stat = clusters[0].name if len(tcp.route) == 1 else f"{vs.name}.{vs.namespace}"
+            stat = clusters[0].name if len(tcp.route) == 1 else names.weighted_tcp_stat_prefix(vs.name, vs.namespace)
             return _tcp_proxy(stat, clusters, tcp.route, vs.namespace, rules, access_log,
                               mongo=bs.server.port.protocol.upper() == "MONGO")
     return None
@@ -118,8 +119,8 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
                 if not clusters:
                     continue
                 used.update(snis)
-                stat = clusters[0].name if len(tls.route) == 1 else f"{vs.name}.{vs.namespace}"
-                out.append(ir.FilterChain(name=f"{bs.gateway.name}.{bs.gateway.namespace}.{vs.name}.tls{ti}.{mi}",
+                stat = clusters[0].name if len(tls.route) == 1 else names.weighted_tcp_stat_prefix(vs.name, vs.namespace)
+                out.append(ir.FilterChain(name=names.passthrough_chain(bs.gateway.name, bs.gateway.namespace, vs.name, ti, mi),
                                           server_names=tuple(sorted(snis)),
                                           tcp=_tcp_proxy(stat, clusters, tls.route, vs.namespace, rules, access_log)))
     return out

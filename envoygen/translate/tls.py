@@ -11,14 +11,12 @@ build time and ships them the same way.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import ir
+from .. import ir, names
 from ..credentials import Credential, SecretSource, check_credential, resolve_credential, valid_credential_name
-from ..model.hosts import sds_name
 from .context import Context
 
 if TYPE_CHECKING:
@@ -44,23 +42,23 @@ def _secret_sources(ctx: Context) -> dict[tuple[str, str], SecretSource]:
 
 def _register_cert(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
     """``resource``: the SDS name when it is not kubernetes://<cred_name> (file-mounted material)."""
-    name = resource or sds_name(cred_name)
+    name = resource or names.sds(cred_name)
     files: list[tuple[str, bytes]] = [("tls.crt", cred.cert_chain or b""), ("tls.key", cred.private_key or b"")]
     if cred.ocsp_staple:
         files.append(("tls.ocsp-staple", cred.ocsp_staple))
-    ctx.secrets.setdefault(name, ir.Secret(name, f"sds/{cred_name}.yaml", f"certs/{cred_name}", "tls_certificate",
+    ctx.secrets.setdefault(name, ir.Secret(name, names.sds_file(cred_name), names.cert_dir(cred_name), "tls_certificate",
                                            tuple(files), cred_name))
-    return ir.SdsRef(name, f"sds/{cred_name}.yaml")
+    return ir.SdsRef(name, names.sds_file(cred_name))
 
 
 def _register_ca(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
-    name = resource or sds_name(cred_name) + "-cacert"
+    name = resource or names.sds_ca(cred_name)
     files: list[tuple[str, bytes]] = [("ca.crt", cred.ca_cert or b"")]
     if cred.crl:
         files.append(("ca.crl", cred.crl))
-    ctx.secrets.setdefault(name, ir.Secret(name, f"sds/{cred_name}-cacert.yaml", f"certs/{cred_name}",
+    ctx.secrets.setdefault(name, ir.Secret(name, names.sds_ca_file(cred_name), names.cert_dir(cred_name),
                                            "validation_context", tuple(files), cred_name))
-    return ir.SdsRef(name, f"sds/{cred_name}-cacert.yaml")
+    return ir.SdsRef(name, names.sds_ca_file(cred_name))
 
 
 def read_material(ctx: Context, file: str, line: int, path: str, who: str, value: str | None) -> bytes | None:
@@ -97,22 +95,22 @@ def _file_credential(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[str
     crl = _read_file_material(ctx, bs, "caCrl", tls.ca_crl)
     if cert is None or key is None or (tls.ca_certificates and ca is None) or (tls.ca_crl and crl is None):
         return None
-    digest = hashlib.sha256(cert + b"\0" + key).hexdigest()[:12]
-    name = f"file-{digest}"
+    name = names.file_credential(cert, key)
     cred = Credential(name=name, cert_chain=cert, private_key=key, ca_cert=ca, crl=crl, ocsp_staple=None,
                       origin=f"files {tls.server_certificate}, {tls.private_key}", file=bs.gateway.file, line=bs.line("tls"))
     return name, cred
 
 
-_OTHER_PREFIXES = ("kubernetes-gateway://", "configmap://", "sds://", "builtin://", "file-cert:", "file-root:")
+_OTHER_PREFIXES = ("kubernetes-gateway://", "configmap://", "sds://", "builtin://", names.FILE_CERT_PREFIX,
+                   names.FILE_ROOT_PREFIX)
 
 
 def _credential_name(ctx: Context, bs: "BoundServer", raw: str, field: str, index: int | None) -> str | None:
     """ToResourceName/ParseResourceName: ``kubernetes://name`` is the bare name in the workload's
     namespace; other providers (and ``kubernetes://ns/name``) are valid Istio envoygen cannot serve."""
     name = raw
-    if name.startswith("kubernetes://"):
-        name = name[len("kubernetes://"):]
+    if name.startswith(names.SDS_PREFIX):
+        name = name[len(names.SDS_PREFIX):]
         if "/" in name:
             _refuse(ctx, bs, raw, field, index, "cross-namespace credentials (kubernetes://<ns>/<name>) are not supported; "
                     "put the Secret in the gateway workload's namespace")
@@ -145,20 +143,20 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
     mutual = mode != "SIMPLE"
     hosts = [h for _, h in bs.hosts]
     now = ctx.options.now or datetime.now(timezone.utc)
-    names = list(tls.credential_names or ([tls.credential_name] if tls.credential_name else []))
+    cred_names = list(tls.credential_names or ([tls.credential_name] if tls.credential_name else []))
     field = "credentialNames" if tls.credential_names else "credentialName"
-    for i, raw in enumerate(list(names)):
+    for i, raw in enumerate(list(cred_names)):
         name = _credential_name(ctx, bs, raw, field, i if tls.credential_names else None)
         if name is None:
             return None
-        names[i] = name
+        cred_names[i] = name
     certs: list[ir.SdsRef] = []
     validation: ir.SdsRef | None = None
     sources = _secret_sources(ctx)
     ns = ctx.workload.namespace
-    if names:
+    if cred_names:
         ok = True
-        for i, name in enumerate(names):
+        for i, name in enumerate(cred_names):
             fpath = bs.path("tls", field) + (f"[{i}]" if tls.credential_names else "")
             cred, problems = resolve_credential(
                 name, ns, sources, ctx.options.credentials_dir, need_key=True,
@@ -207,9 +205,9 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
                                   ref_file=bs.gateway.file, ref_line=bs.line("tls"), ref_path=bs.path("tls")):
             ctx.findings.add(f)
         # Istio's names for file-mounted certificates (pkg/security SdsCertificateConfig)
-        certs.append(_register_cert(ctx, name, cred, f"file-cert:{tls.server_certificate}~{tls.private_key}"))
+        certs.append(_register_cert(ctx, name, cred, names.file_cert(tls.server_certificate, tls.private_key)))
         if mutual:
-            validation = _register_ca(ctx, name, cred, f"file-root:{tls.ca_certificates}")
+            validation = _register_ca(ctx, name, cred, names.file_root(tls.ca_certificates))
     ciphers = []
     for i, c in enumerate(tls.cipher_suites):
         if c not in VALID_CIPHERS:
