@@ -1,6 +1,7 @@
 """Development PKI: a root CA, an intermediate CA, server and client certificates.
 
-``envoygen certs -o DIR ...`` writes credentials in the ``--credentials-dir``
+``envoygen certs -o DIR ...`` (:mod:`.certs_command`, on top of
+:func:`write_credentials` here) writes credentials in the ``--credentials-dir``
 layout (``DIR/<name>/tls.crt``, ``tls.key``, ``ca.crt``) and, with
 ``--secrets FILE``, the same material as Kubernetes Secrets. The CA lives in
 ``DIR/_ca/`` (``_`` cannot start a Kubernetes name, so it never collides with a
@@ -30,25 +31,24 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-import click
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .credentials import valid_credential_name
 from .errors import InputError
 
 __all__ = [
     "Minted",
-    "certs",
+    "Written",
     "mint_ca",
     "mint_client",
     "mint_server",
     "mint_server_with_mismatched_key",
     "mint_server_with_validity",
     "new_key",
+    "write_credentials",
 ]
 
 KEY_TYPES = ("ec", "rsa")
@@ -462,35 +462,15 @@ def _check_ca(cert_pem: bytes, key_pem: bytes | None, label: str, path: Path) ->
 
 
 # ---------------------------------------------------------------------------
-# command
+# credentials directory
 
 
-def _parse_pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
-    pairs, seen = [], set()
-    for v in values:
-        name, sep, rest = v.partition("=")
-        if not sep or not rest:
-            raise click.BadParameter(f"expected NAME=VALUE, got {v!r}", param_hint=option)
-        if not valid_credential_name(name):
-            raise click.BadParameter(
-                f"{name!r} is not a valid Kubernetes Secret name (lower-case letters, digits, '-', '.')",
-                param_hint=option,
-            )
-        if name in seen:
-            raise click.BadParameter(f"{name!r} is given twice", param_hint=option)
-        seen.add(name)
-        pairs.append((name, rest))
-    return pairs
+class Written(NamedTuple):
+    """What :func:`write_credentials` wrote, for the command's summary."""
 
-
-def _valid_host(h: str) -> bool:
-    try:
-        ipaddress.ip_address(h)
-        return True
-    except ValueError:
-        pass
-    bare = h[2:] if h.startswith("*.") else h
-    return valid_credential_name(bare)
+    ca_subject: str  # the root CA's subject, RFC 4514
+    summary: list[str]  # a line a credential: "server NAME: HOST, ..." or "client NAME: CN=CN"
+    secrets: int  # Secret documents (written only with a secrets file)
 
 
 def _secret_doc(name: str, namespace: str, type_: str, data: dict[str, bytes]) -> dict:
@@ -503,55 +483,13 @@ def _secret_doc(name: str, namespace: str, type_: str, data: dict[str, bytes]) -
     }
 
 
-@click.command("certs")
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write (the --credentials-dir layout); created if absent.")
-@click.option("--ca-name", default=None, metavar="NAME",
-              help=f"Name of the development CA: 'NAME Root CA' and 'NAME Intermediate CA' "
-                   f"(default '{DEFAULT_CA_NAME}'). An existing CA in DIR is reused.")
-@click.option("--server", "servers", multiple=True, metavar="NAME=HOST[,HOST...]",
-              help="A server credential NAME for these hosts (SANs; '*.example.com' wildcards allowed).")
-@click.option("--client", "clients", multiple=True, metavar="NAME=CN",
-              help="A client credential NAME with subject CN=CN.")
-@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 36500),
-              help="Validity of server and client certificates (never beyond the CA's).")
-@click.option("--ca-days", default=None, type=click.IntRange(1, 36500),
-              help="Validity of a newly created CA (default: the larger of 3650 and --days).")
-@click.option("--key-type", default="ec", show_default=True, type=click.Choice(KEY_TYPES),
-              help="Key type for new keys: ECDSA P-256 or RSA 2048.")
-@click.option("--namespace", default="istio-system", show_default=True,
-              help="Namespace of the Secrets written with --secrets (the gateway workload's namespace).")
-@click.option("--secrets", "secrets_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              metavar="FILE.yaml", help="Also write the credentials as Kubernetes Secrets to this file.")
-def certs(out: Path, ca_name, servers, clients, days, ca_days, key_type, namespace, secrets_file) -> None:
-    """Mint a development PKI and credentials for `--credentials-dir` (development only).
-
-    Creates, or reuses, a root and an intermediate CA in OUT/_ca/, then for each
-    --server and --client writes OUT/NAME/tls.crt (leaf + intermediate),
-    tls.key (mode 0600) and ca.crt (the root, which also validates the clients,
-    so MUTUAL works out of the box). Existing files are overwritten only if
-    this command wrote them and they are unchanged.
-    """
-    server_pairs = _parse_pairs(servers, "--server")
-    client_pairs = _parse_pairs(clients, "--client")
-    dup = {n for n, _ in server_pairs} & {n for n, _ in client_pairs}
-    if dup:
-        raise click.BadParameter(f"{', '.join(sorted(dup))} given both as --server and --client")
-    for name, hosts in server_pairs:
-        for h in hosts.split(","):
-            if not h or not _valid_host(h.lower()):
-                raise click.BadParameter(f"{h!r} (for {name}) is not a DNS name, *.wildcard or IP", param_hint="--server")
-    if not valid_credential_name(namespace):
-        raise click.BadParameter(f"{namespace!r} is not a valid namespace", param_hint="--namespace")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a directory")
-
-    plan = _Plan(out)
-    ca_days = ca_days or max(3650, days)
+def _ca_pair(
+    plan: _Plan, out: Path, ca_name: str | None, ca_days: int, key_type: str
+) -> tuple[x509.Certificate, Minted]:
+    """The root CA certificate and the intermediate CA: reused from ``OUT/_ca/``, or minted into ``plan``."""
     base = ca_name or DEFAULT_CA_NAME
     root_cn, inter_cn = f"{base} Root CA", f"{base} Intermediate CA"
 
-    # Root and intermediate: reuse or create.
     root_crt, root_key = _read_ca(out, "root")
     inter_crt, inter_key = _read_ca(out, "intermediate")
     if root_crt is None and (root_key is not None or inter_crt is not None):
@@ -585,16 +523,45 @@ def certs(out: Path, ca_name, servers, clients, days, ca_days, key_type, namespa
         except Exception:  # noqa: BLE001 - any failure means "not issued by this root"
             raise InputError(f"{out / CA_DIR / 'intermediate.crt'} was not issued by {out / CA_DIR / 'root.crt'}") from None
         inter = Minted(inter_crt, inter_key)
+    return root_cert, inter
+
+
+def write_credentials(
+    out: Path,
+    servers: Sequence[tuple[str, Sequence[str]]],
+    clients: Sequence[tuple[str, str]],
+    *,
+    ca_name: str | None,
+    days: int,
+    ca_days: int | None,
+    key_type: str,
+    namespace: str,
+    secrets_file: Path | None,
+) -> Written:
+    """Mint ``servers`` (name, hosts) and ``clients`` (name, CN) into ``out`` (the ``--credentials-dir`` layout).
+
+    Creates, or reuses, a root and an intermediate CA in ``out/_ca/`` (named after
+    ``ca_name``, valid ``ca_days``, default the larger of 3650 and ``days``), then
+    writes ``out/NAME/tls.crt`` (leaf + intermediate), ``tls.key`` and ``ca.crt``
+    (the root) for each credential and, with ``secrets_file``, the same as
+    Kubernetes Secrets in ``namespace``. Names, hosts and the namespace are the
+    caller's to validate. Raises :class:`InputError`, before writing anything, for
+    files this module did not write or that changed since.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory")
+
+    plan = _Plan(out)
+    root_cert, inter = _ca_pair(plan, out, ca_name, ca_days or max(3650, days), key_type)
 
     root_pem = _cert_pem(root_cert)
     docs: list[dict] = []
     summary: list[str] = []
-    for kind, pairs in (("server", server_pairs), ("client", client_pairs)):
+    for kind, pairs in (("server", servers), ("client", clients)):
         for name, value in pairs:
             if kind == "server":
-                hosts = [h.lower() for h in value.split(",")]
-                m = mint_server(hosts, inter, days=days, key_type=key_type)
-                summary.append(f"server {name}: {', '.join(hosts)}")
+                m = mint_server(value, inter, days=days, key_type=key_type)
+                summary.append(f"server {name}: {', '.join(value)}")
             else:
                 m = mint_client(value, inter, days=days, key_type=key_type)
                 summary.append(f"client {name}: CN={value}")
@@ -610,9 +577,4 @@ def certs(out: Path, ca_name, servers, clients, days, ca_days, key_type, namespa
         plan.extra.append((secrets_file, text.encode()))
 
     plan.commit()
-    click.echo(f"CA: {root_cert.subject.rfc4514_string()} in {out / CA_DIR}")
-    for line in summary:
-        click.echo(line)
-    if secrets_file is not None:
-        click.echo(f"Secrets ({len(docs)}) in namespace {namespace}: {secrets_file}")
-    click.echo(f"Credentials in {out} (use --credentials-dir {out}); development only.")
+    return Written(root_cert.subject.rfc4514_string(), summary, len(docs))

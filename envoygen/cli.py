@@ -249,7 +249,7 @@ def proxy_config(what: str, bundle: Path, fmt: str) -> None:
 
 def _register_optional() -> None:
     try:
-        from .certs import certs
+        from .certs_command import certs
     except ImportError:  # pragma: no cover
         return
     cli.add_command(certs)

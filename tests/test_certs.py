@@ -27,13 +27,13 @@ from envoygen.certs import (
     MARKER,
     SECRETS_HEADER,
     Minted,
-    certs,
     mint_ca,
     mint_client,
     mint_server,
     mint_server_with_mismatched_key,
     mint_server_with_validity,
 )
+from envoygen.certs_command import certs
 from envoygen.credentials import SecretSource, check_credential, resolve_credential
 
 REPO = Path(__file__).resolve().parent.parent
