@@ -14,7 +14,9 @@ from .diagnostics import Findings
 from .model import Res, Resources
 from .model.hosts import HostIndex, fqdn, gateway_ref, matches, split_server_host
 from .model.networking import Destination, Gateway, StringMatch, VirtualService
-from .translate.registry import ServiceInfo, build_registry, merged_rules, rule_for
+from .resolve import ROOT_NAMESPACE, View, resolve_namespace
+from .resolve.matches import is_catch_all, route_match
+from .resolve.registry import ServiceInfo, rule_for
 from .workloads import Workload
 
 try:
@@ -160,11 +162,14 @@ def _server_index(gw: Res[Gateway], i: int, namespace: str, cache: dict) -> Host
     return cache[key]
 
 
-def check_virtual_services(resources: Resources, workloads: list[Workload], f: Findings) -> None:
+def check_virtual_services(resources: Resources, workloads: list[Workload], views: list[View], f: Findings) -> None:
     index_cache: dict = {}
     gateways = {g.key: g for g in resources.gateways}
-    registry = build_registry(resources, f, workloads[0].namespace if workloads else "istio-system")  # its findings (named targetPort, STATIC hostnames) are reported here
-    rules = merged_rules(resources, workloads[0].namespace if workloads else "istio-system", Findings())
+    # destinations are checked against what the first workload sees (its findings are the resolve stage's)
+    if views:
+        registry, rules = views[0].registry, views[0].rules
+    else:
+        registry, rules = resolve_namespace(resources, ROOT_NAMESPACE, f)
     for vs in resources.virtual_services:
         spec = vs.obj.spec
         refs = [(i, gateway_ref(g, vs.namespace)) for i, g in enumerate(spec.gateways)]
@@ -300,8 +305,6 @@ def _check_headers(f: Findings, vs: Res[VirtualService], headers: Any, base: tup
 
 
 def _check_unreachable(f: Findings, vs: Res[VirtualService]) -> None:
-    from .translate.http import is_catch_all, route_match
-
     for i, http in enumerate(vs.obj.spec.http):
         catch_all = not http.match or any(
             is_catch_all(route_match(m)) and m.port is None and not m.gateways and not m.source_labels
@@ -333,7 +336,8 @@ def check_destination_rules(resources: Resources, f: Findings) -> None:
                             "not supported by envoygen (use MUTUAL with credentialName)", _p(*pp, "tls", "mode"))
 
 
-def analyze(resources: Resources, workloads: list[Workload], f: Findings) -> None:
+def analyze(resources: Resources, workloads: list[Workload], views: list[View], f: Findings) -> None:
+    """Cross-resource checks over the resolved views (``views[i]`` is ``workloads[i]``'s)."""
     check_gateways(resources, workloads, f)
-    check_virtual_services(resources, workloads, f)
+    check_virtual_services(resources, workloads, views, f)
     check_destination_rules(resources, f)

@@ -53,7 +53,7 @@ def bundle_files(
     for s in b.secrets:
         files[s.sds_file] = (renderer.sds(s, install_dir).encode(), 0o644)
         for fname, content in s.files:
-            files[f"{s.directory}/{fname}"] = (content, 0o600 if fname.endswith(".key") else 0o644)
+            files[f"{s.directory}/{fname}"] = (content, 0o600 if ir.is_private_key_file(fname) else 0o644)
     files["Dockerfile"] = (renderer.dockerfile(b, install_dir, name).encode(), 0o644)
     head = {"version": __version__, "envoy_version": ENVOY_VERSION, "bootstrap": name, "install_dir": install_dir}
     files[MANIFEST] = (manifest_for(files, {**head, **meta}), 0o644)

@@ -14,6 +14,13 @@ from .errors import InputError
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _match_text(m: dict[str, Any]) -> str:
+    """istioctl's way of showing a route match: ``/prefix*``, ``/exact/path`` or the regex."""
+    if "prefix" in m:
+        return f"{m['prefix']}*"
+    return m.get("path") or (m.get("safe_regex") or {}).get("regex", "")
+
+
 def _bootstrap(bundle: Path) -> dict[str, Any]:
     try:
         man = json.loads((bundle / "manifest.json").read_text())
@@ -49,8 +56,7 @@ def _destination(fc: dict[str, Any]) -> str:
                 return f"Route: {rc['name']}"
             # istioctl shows unnamed inline route configs by their first match, e.g. the 15021 listener
             routes = [r for vh in rc.get("virtual_hosts", []) for r in vh.get("routes", [])]
-            first = routes[0]["match"].get("prefix", "") if routes else ""
-            return f"Inline Route: {first}*"
+            return f"Inline Route: {_match_text(routes[0]['match']) if routes else '*'}"
         if f["name"].endswith("tcp_proxy"):
             if "cluster" in tc:
                 return f"Cluster: {tc['cluster']}"
@@ -83,7 +89,7 @@ def routes(b: dict[str, Any]) -> tuple[list[str], list[list[str]], Any]:
                         rows.append([rc["name"], vh["name"], ",".join(vh["domains"]), "*", "404"])
                         continue
                     m = r["match"]
-                    match = m.get("prefix") and f"{m['prefix']}*" or m.get("path") or (m.get("safe_regex") or {}).get("regex", "")
+                    match = _match_text(m)
                     if "redirect" in r:
                         dest = "redirect"
                     elif "direct_response" in r:

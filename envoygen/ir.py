@@ -315,6 +315,11 @@ class Cluster:
 # ------------------------------------------------------------------ secrets and bootstrap
 
 
+def is_private_key_file(name: str) -> bool:
+    """A credential file holding a private key (written 0600, never printed)."""
+    return name.endswith(".key")
+
+
 @dataclass(frozen=True)
 class Secret:
     """One SDS file: a certificate+key, or a validation context (CA, CRL)."""
@@ -323,8 +328,17 @@ class Secret:
     sds_file: str  # relative to the bundle: sds/<credential>.yaml
     directory: str  # relative: certs/<credential>
     kind: Literal["tls_certificate", "validation_context"]
-    files: tuple[tuple[str, bytes], ...]  # (file name in directory, content)
+    files: tuple[tuple[str, bytes], ...] = field(repr=False)  # (file name in directory, content)
     credential: str = ""
+
+    def __repr__(self) -> str:
+        # never the bytes: a private key must not reach a log, a traceback or an IR dump
+        shown = ", ".join(f"{n}: {len(c)} bytes" + (" (private key, redacted)" if is_private_key_file(n) else "")
+                          for n, c in self.files)
+        return (f"Secret(name={self.name!r}, sds_file={self.sds_file!r}, directory={self.directory!r}, "
+                f"kind={self.kind!r}, files=[{shown}], credential={self.credential!r})")
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,11 @@ def file_credential(cert: bytes, key: bytes) -> str:
     return "file-" + hashlib.sha256(cert + b"\0" + key).hexdigest()[:12]
 
 
+def upstream_file_credential(cert: bytes | None, key: bytes | None, ca: bytes | None) -> str:
+    """The credential name of DestinationRule TLS material named by file paths."""
+    return "upstream-" + hashlib.sha256((cert or b"") + b"\0" + (key or b"") + b"\0" + (ca or b"")).hexdigest()[:12]
+
+
 def sds_file(credential: str) -> str:
     return f"sds/{credential}.yaml"
 

@@ -25,6 +25,7 @@ from .errors import FindingsError, InputError
 from .load import load_paths
 from .model import parse_documents
 from .render import Renderer
+from .resolve import MaterialOptions, resolve
 from .translate import Options, translate
 from .workloads import Workload, workloads_from
 
@@ -96,7 +97,10 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
         workloads_to_build = chosen[:1]
     else:
         workloads_to_build = workloads
-    analyze(resources, workloads, findings)
+    material = MaterialOptions(req.options.credentials_dir, req.options.allow_expired, req.options.now)
+    views = [resolve(resources, w, findings, material) for w in workloads]  # once per workload, every finding kept
+    analyze(resources, workloads, views, findings)
+    view_of = {id(w): v for w, v in zip(workloads, views)}
     used_ports = {s.port.number for g in resources.gateways for s in g.obj.spec.servers}
     for port in sorted(req.options.port_map):
         if port not in used_ports:
@@ -104,7 +108,7 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
     _stop_on_errors(findings)
     bundles: list[Bundle] = []
     for w in workloads_to_build:
-        boot = translate(resources, w, req.options, findings)
+        boot = translate(view_of[id(w)], req.options, findings)
         _check_port_collisions(boot, w.name, findings)
         if not boot.listeners and not any(w.selects(g.obj.spec.selector) for g in resources.gateways):
             findings.warning(", ".join(req.paths), 0, "EG0212",

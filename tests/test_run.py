@@ -101,6 +101,7 @@ def test_proxy_config_listeners_table_reads_like_istioctl(tmp_path):
                            check=True, capture_output=True, text=True, timeout=120).stdout.splitlines()
     rows = [line.split() for line in table[1:]]
     assert table[0].split() == ["ADDRESSES", "PORT", "MATCH", "DESTINATION"]
-    assert ["0.0.0.0", "15021", "ALL", "Inline", "Route:", "/healthz/ready*"] in rows
-    assert ["0.0.0.0", "15090", "ALL", "Inline", "Route:", "/stats/prometheus*"] in rows
+    # exact paths (Istio's are prefixes): only these two admin endpoints get through (test_admin_exposure)
+    assert ["0.0.0.0", "15021", "ALL", "Inline", "Route:", "/healthz/ready"] in rows
+    assert ["0.0.0.0", "15090", "ALL", "Inline", "Route:", "/stats/prometheus"] in rows
     assert ["0.0.0.0", "8080", "ALL", "Route:", "http.8080"] in rows

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from .. import ir, names
 from ..diagnostics import Findings
-from ..model import Resources
-from ..workloads import Workload
+from ..resolve import View
 from .clusters import build_cluster
 from .context import Context, Options
 from .gateway import build_listeners
-from .registry import build_registry, merged_rules, rule_for
 
 # pilot/pkg/model/telemetry_logging.go EnvoyTextLogFormat (since istio#52384)
 ISTIO_TEXT_LOG_FORMAT = (
@@ -50,16 +48,17 @@ def access_log(ctx: Context) -> ir.AccessLog | None:
     return ir.AccessLog(path, "TEXT", text_format=fmt)
 
 
-def translate(resources: Resources, workload: Workload, options: Options, findings: Findings) -> ir.Bootstrap:
-    ctx = Context(resources, workload, options, findings)
-    registry = build_registry(resources, findings, workload.namespace)
-    rules = merged_rules(resources, workload.namespace, findings)
+def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
+    """One workload's resolved view → its IR.  Reads no file and renders nothing."""
+    workload = view.workload
+    ctx = Context(view.resources, workload, options, findings, view)
+    registry, rules = view.registry, view.rules
     log = access_log(ctx)
     listeners = build_listeners(ctx, registry, rules, log)
     clusters: list[ir.Cluster] = []
     for host in sorted(registry):
         svc = registry[host]
-        rule = rule_for(host, rules)
+        rule = view.rule_for(host)
         for port in sorted(svc.ports, key=lambda p: p.number):
             clusters.append(build_cluster(ctx, svc, port, "", rule))
             for subset in (rule.subsets if rule else []):

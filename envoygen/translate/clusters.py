@@ -13,7 +13,8 @@ from .. import ir
 from .. import names
 from ..model.networking import ConnectionPool, LoadBalancer, OutlierDetection, Subset, TrafficPolicy
 from .context import Context
-from .registry import MergedRule, ServiceInfo, SvcPort
+from .upstream_tls import upstream_tls
+from ..resolve.registry import MergedRule, ServiceInfo, SvcPort
 
 MAX = 4294967295
 
@@ -83,8 +84,6 @@ def _endpoints(svc: ServiceInfo, port: SvcPort, labels: dict[str, str]) -> tuple
 
 
 def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, rule: MergedRule | None) -> ir.Cluster:
-    from .upstream_tls import upstream_tls
-
     mesh = ctx.workload.mesh
     policy = effective_policy(rule, port.number, subset)
     labels = dict(rule.subset(subset).labels) if (rule and subset and rule.subset(subset)) else {}

@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import ir
 from ..diagnostics import Findings
 from ..model import Resources
+from ..resolve import View
 from ..workloads import Workload
 
 
@@ -30,4 +31,5 @@ class Context:
     workload: Workload
     options: Options
     findings: Findings
+    view: View
     secrets: dict[str, ir.Secret] = field(default_factory=dict)  # by SDS name

@@ -16,7 +16,7 @@ from ..model.hosts import HostIndex, fqdn, gateway_ref, split_server_host
 from ..model.networking import Gateway, Server, VirtualService
 from .context import Context
 from .http import ServerScope, routes_for_vs, sort_vhost_routes
-from .registry import MergedRule, ServiceInfo
+from ..resolve.registry import MergedRule, ServiceInfo
 from .tcp import tcp_proxy_for_server, passthrough_chains
 from .tls import downstream_tls
 
@@ -111,23 +111,6 @@ def merge_servers(ctx: Context) -> list[PortGroup]:
     return list(groups.values())
 
 
-def virtual_services_for(ctx: Context, gateway_key: str) -> list[Res[VirtualService]]:
-    """VirtualServicesForGateway: private to the proxy namespace, exported to it, public; each by creation."""
-    ns = ctx.workload.namespace
-    bound = [vs for vs in ctx.resources.virtual_services
-             if gateway_key in {gateway_ref(g, vs.namespace) for g in vs.obj.spec.gateways}]
-    bound.sort(key=lambda v: v.sort_key())
-    def targets(v: Res[VirtualService]) -> set[str]:
-        return {v.namespace if e == "." else e for e in v.obj.spec.export_to}
-
-    # initVirtualServices: "." (or the VS's own namespace) is private to that namespace
-    private = [v for v in bound if v.obj.spec.export_to and v.namespace == ns and ns in targets(v)]
-    exported = [v for v in bound if v.obj.spec.export_to and "*" not in targets(v)
-                and v not in private and ns in targets(v)]
-    public = [v for v in bound if (not v.obj.spec.export_to or "*" in targets(v))]
-    return private + exported + [v for v in public if v not in private and v not in exported]
-
-
 def server_vs_hosts(bs: BoundServer, vs: Res[VirtualService]) -> list[str]:
     """The VS hosts this server admits (namespace filter), resolved to FQDN."""
     vs_hosts = [fqdn(h, vs.namespace) for h in vs.obj.spec.hosts]
@@ -152,7 +135,7 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
         scope = ServerScope(bs.gw_key, port, bs.kind == "https")
         redirect = bool(bs.server.tls and bs.server.tls.https_redirect) and bs.kind == "http"
         served: set[str] = set()
-        for vs in virtual_services_for(ctx, bs.gw_key):
+        for vs in ctx.view.virtual_services_for(bs.gw_key):
             hosts = server_vs_hosts(bs, vs)
             if not hosts:
                 continue

@@ -11,7 +11,7 @@ from ..model.hosts import fqdn, gateway_ref, matches
 from ..model.networking import L4Match, RouteDestination
 from .context import Context
 from .http import destination_port
-from .registry import MergedRule, ServiceInfo, rule_for
+from ..resolve.registry import MergedRule, ServiceInfo, rule_for
 
 if TYPE_CHECKING:
     from .gateway import BoundServer
@@ -68,10 +68,8 @@ def _tcp_proxy(stat: str, clusters: tuple[ir.WeightedCluster, ...], dests: list[
 def tcp_proxy_for_server(ctx: Context, bs: "BoundServer", registry: dict[str, ServiceInfo],
                          access_log: ir.AccessLog | None, rules: dict[str, MergedRule]) -> ir.TcpProxy | None:
     """The first VirtualService (in order) with a tcp route that applies wins."""
-    from .gateway import virtual_services_for
-
     port = bs.server.port.number
-    for vs in virtual_services_for(ctx, bs.gw_key):
+    for vs in ctx.view.virtual_services_for(bs.gw_key):
         if not _vs_matches_server(bs, vs):
             continue
         for tcp in vs.obj.spec.tcp:
@@ -92,12 +90,10 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
                        access_log: ir.AccessLog | None, existing: list[ir.FilterChain],
                        rules: dict[str, MergedRule]) -> list[ir.FilterChain]:
     """One chain per VS ``tls[].match``, server_names = sniHosts; duplicate SNI: first wins."""
-    from .gateway import virtual_services_for
-
     port = bs.server.port.number
     used = {n for c in existing for n in c.server_names}
     out: list[ir.FilterChain] = []
-    for vs in virtual_services_for(ctx, bs.gw_key):
+    for vs in ctx.view.virtual_services_for(bs.gw_key):
         if not _vs_matches_server(bs, vs):
             continue
         for ti, tls in enumerate(vs.obj.spec.tls):

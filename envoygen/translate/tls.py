@@ -11,13 +11,13 @@ build time and ships them the same way.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import ir, names
-from ..credentials import Credential, SecretSource, check_credential, resolve_credential, valid_credential_name
+from ..credentials import Credential, valid_credential_name
+from ..resolve.material import Ref
 from .context import Context
+from .secrets import register_ca, register_cert
 
 if TYPE_CHECKING:
     from .gateway import BoundServer
@@ -32,53 +32,9 @@ VALID_CIPHERS = (
 ALPN_HTTPS = ("h2", "http/1.1")
 
 
-def _secret_sources(ctx: Context) -> dict[tuple[str, str], SecretSource]:
-    out = {}
-    for s in ctx.resources.secrets:
-        out[(s.namespace, s.name)] = SecretSource(s.name, s.namespace, ctx.resources.secret_data.get((s.namespace, s.name), {}),
-                                                  s.file, s.doc.line)
-    return out
-
-
-def _register_cert(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
-    """``resource``: the SDS name when it is not kubernetes://<cred_name> (file-mounted material)."""
-    name = resource or names.sds(cred_name)
-    files: list[tuple[str, bytes]] = [("tls.crt", cred.cert_chain or b""), ("tls.key", cred.private_key or b"")]
-    if cred.ocsp_staple:
-        files.append(("tls.ocsp-staple", cred.ocsp_staple))
-    ctx.secrets.setdefault(name, ir.Secret(name, names.sds_file(cred_name), names.cert_dir(cred_name), "tls_certificate",
-                                           tuple(files), cred_name))
-    return ir.SdsRef(name, names.sds_file(cred_name))
-
-
-def _register_ca(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
-    name = resource or names.sds_ca(cred_name)
-    files: list[tuple[str, bytes]] = [("ca.crt", cred.ca_cert or b"")]
-    if cred.crl:
-        files.append(("ca.crl", cred.crl))
-    ctx.secrets.setdefault(name, ir.Secret(name, names.sds_ca_file(cred_name), names.cert_dir(cred_name),
-                                           "validation_context", tuple(files), cred_name))
-    return ir.SdsRef(name, names.sds_ca_file(cred_name))
-
-
-def read_material(ctx: Context, file: str, line: int, path: str, who: str, value: str | None) -> bytes | None:
-    """A certificate, key, CA or CRL named by file path (read at build time, at most 1 MiB)."""
-    if not value:
-        return None
-    try:
-        p = Path(value)
-        if p.stat().st_size > 1024 * 1024:
-            raise OSError("larger than 1 MiB")
-        return p.read_bytes()
-    except OSError as exc:
-        ctx.findings.error(file, line, "EG0301", f"{who}{path.rsplit('.', 1)[-1]} {value!r} cannot be read: "
-                           f"{getattr(exc, 'strerror', None) or exc}", path, "paths are read on the machine that runs envoygen")
-        return None
-
-
 def _read_file_material(ctx: Context, bs: "BoundServer", field: str, path: str | None) -> bytes | None:
-    return read_material(ctx, bs.gateway.file, bs.line("tls", field), bs.path("tls", field),
-                         f"Gateway {bs.gw_key}: tls.", path)
+    ref = Ref(bs.gateway.file, bs.line("tls", field), bs.path("tls", field))
+    return ctx.view.material.file(path, ref, f"Gateway {bs.gw_key}: tls.")
 
 
 def _file_credential(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[str, Credential] | None:
@@ -127,6 +83,62 @@ def _refuse(ctx: Context, bs: "BoundServer", raw: str, field: str, index: int | 
                        f"Gateway {bs.gw_key}: credential {raw!r} is not supported: {why}", path)
 
 
+def _named_credentials(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[list[ir.SdsRef], ir.SdsRef | None] | None:
+    """credentialName(s) and caCertCredentialName → (certificates, validation); None after an error."""
+    tls = bs.server.tls
+    assert tls is not None
+    hosts = [h for _, h in bs.hosts]
+    field = "credentialNames" if tls.credential_names else "credentialName"
+    cred_names: list[str] = []
+    for i, raw in enumerate(tls.credential_names or [tls.credential_name or ""]):
+        name = _credential_name(ctx, bs, raw, field, i if tls.credential_names else None)
+        if name is None:
+            return None
+        cred_names.append(name)
+    certs: list[ir.SdsRef] = []
+    validation: ir.SdsRef | None = None
+    ok = True
+    for i, name in enumerate(cred_names):
+        ref = Ref(bs.gateway.file, bs.line("tls", field), bs.path("tls", field) + (f"[{i}]" if tls.credential_names else ""))
+        ca_here = mutual and i == 0 and not tls.ca_cert_credential_name
+        cred = ctx.view.material.named(name, ref, need_key=True, need_ca=ca_here, hosts=hosts)
+        if cred is None:
+            ok = False
+            continue
+        certs.append(register_cert(ctx, name, cred))
+        if ca_here:
+            validation = register_ca(ctx, name, cred)
+    if mutual and tls.ca_cert_credential_name:
+        ca_name = _credential_name(ctx, bs, tls.ca_cert_credential_name, "caCertCredentialName", None)
+        if ca_name is None:
+            return None
+        ref = Ref(bs.gateway.file, bs.line("tls", "caCertCredentialName"), bs.path("tls", "caCertCredentialName"))
+        cred = ctx.view.material.named(ca_name, ref, need_key=False, need_ca=True)
+        if cred is None:
+            return None
+        validation = register_ca(ctx, ca_name, cred)
+    return (certs, validation) if ok else None
+
+
+def _path_credentials(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[list[ir.SdsRef], ir.SdsRef | None] | None:
+    """serverCertificate/privateKey/caCertificates named by file path, with Istio's SDS names for them."""
+    tls = bs.server.tls
+    assert tls is not None
+    got = _file_credential(ctx, bs, mutual)
+    if got is None:
+        return None
+    name, cred = got
+    if mutual and not cred.ca_cert:
+        ctx.findings.error(bs.gateway.file, bs.line("tls"), "EG0301",
+                           f"Gateway {bs.gw_key}: tls mode {tls.mode} needs caCertificates", bs.path("tls", "caCertificates"))
+        return None
+    ctx.view.material.check(cred, Ref(bs.gateway.file, bs.line("tls"), bs.path("tls")), [h for _, h in bs.hosts])
+    # Istio's names for file-mounted certificates (pkg/security SdsCertificateConfig)
+    certs = [register_cert(ctx, name, cred, names.file_cert(tls.server_certificate or "", tls.private_key or ""))]
+    validation = register_ca(ctx, name, cred, names.file_root(tls.ca_certificates or "")) if mutual else None
+    return certs, validation
+
+
 def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
     tls = bs.server.tls
     if tls is None:
@@ -141,73 +153,13 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
                            bs.path("tls", "mode"))
         return None
     mutual = mode != "SIMPLE"
-    hosts = [h for _, h in bs.hosts]
-    now = ctx.options.now or datetime.now(timezone.utc)
-    cred_names = list(tls.credential_names or ([tls.credential_name] if tls.credential_name else []))
-    field = "credentialNames" if tls.credential_names else "credentialName"
-    for i, raw in enumerate(list(cred_names)):
-        name = _credential_name(ctx, bs, raw, field, i if tls.credential_names else None)
-        if name is None:
-            return None
-        cred_names[i] = name
-    certs: list[ir.SdsRef] = []
-    validation: ir.SdsRef | None = None
-    sources = _secret_sources(ctx)
-    ns = ctx.workload.namespace
-    if cred_names:
-        ok = True
-        for i, name in enumerate(cred_names):
-            fpath = bs.path("tls", field) + (f"[{i}]" if tls.credential_names else "")
-            cred, problems = resolve_credential(
-                name, ns, sources, ctx.options.credentials_dir, need_key=True,
-                need_ca=mutual and i == 0 and not tls.ca_cert_credential_name,
-                ref_file=bs.gateway.file, ref_line=bs.line("tls", field), ref_path=fpath)
-            for f in problems:
-                ctx.findings.add(f)
-            if cred is None:
-                ok = False
-                continue
-            for f in check_credential(cred, hosts, now=now, allow_expired=ctx.options.allow_expired,
-                                      ref_file=bs.gateway.file, ref_line=bs.line("tls", field), ref_path=fpath):
-                ctx.findings.add(f)
-            certs.append(_register_cert(ctx, name, cred))
-            if mutual and i == 0 and not tls.ca_cert_credential_name:
-                validation = _register_ca(ctx, name, cred)
-        if mutual and tls.ca_cert_credential_name:
-            ca_name = _credential_name(ctx, bs, tls.ca_cert_credential_name, "caCertCredentialName", None)
-            if ca_name is None:
-                return None
-            cred, problems = resolve_credential(
-                ca_name, ns, sources, ctx.options.credentials_dir, need_key=False, need_ca=True,
-                ref_file=bs.gateway.file, ref_line=bs.line("tls", "caCertCredentialName"),
-                ref_path=bs.path("tls", "caCertCredentialName"))
-            for f in problems:
-                ctx.findings.add(f)
-            if cred is None:
-                return None
-            for f in check_credential(cred, [], now=now, allow_expired=ctx.options.allow_expired,
-                                      ref_file=bs.gateway.file, ref_line=bs.line("tls", "caCertCredentialName"),
-                                      ref_path=bs.path("tls", "caCertCredentialName")):
-                ctx.findings.add(f)
-            validation = _register_ca(ctx, ca_name, cred)
-        if not ok:
-            return None
+    if tls.credential_names or tls.credential_name:
+        got = _named_credentials(ctx, bs, mutual)
     else:
-        got = _file_credential(ctx, bs, mutual)
-        if got is None:
-            return None
-        name, cred = got
-        if mutual and not cred.ca_cert:
-            ctx.findings.error(bs.gateway.file, bs.line("tls"), "EG0301",
-                               f"Gateway {bs.gw_key}: tls mode {mode} needs caCertificates", bs.path("tls", "caCertificates"))
-            return None
-        for f in check_credential(cred, hosts, now=now, allow_expired=ctx.options.allow_expired,
-                                  ref_file=bs.gateway.file, ref_line=bs.line("tls"), ref_path=bs.path("tls")):
-            ctx.findings.add(f)
-        # Istio's names for file-mounted certificates (pkg/security SdsCertificateConfig)
-        certs.append(_register_cert(ctx, name, cred, names.file_cert(tls.server_certificate, tls.private_key)))
-        if mutual:
-            validation = _register_ca(ctx, name, cred, names.file_root(tls.ca_certificates))
+        got = _path_credentials(ctx, bs, mutual)
+    if got is None:
+        return None
+    certs, validation = got
     ciphers = []
     for i, c in enumerate(tls.cipher_suites):
         if c not in VALID_CIPHERS:

@@ -10,45 +10,36 @@ credentials, so it rotates the same way.
 
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime, timezone
-
-from .. import ir
-from ..credentials import Credential, check_credential, resolve_credential
+from .. import ir, names
+from ..credentials import Credential
 from ..model.networking import ClientTLS
+from ..resolve.material import Ref
 from .context import Context
-from .tls import _register_ca, _register_cert, _secret_sources, read_material
+from .secrets import register_ca, register_cert
 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _read(ctx: Context, file: str, line: int, path: str, field: str, value: str | None) -> bytes | None:
-    return read_material(ctx, file, line, f"{path}.{field}", "tls.", value)
+    return ctx.view.material.file(value, Ref(file, line, f"{path}.{field}"), "tls.")
 
 
 def upstream_tls(ctx: Context, tls: ClientTLS | None, http2: bool, where: tuple[str, int, str]) -> ir.UpstreamTls | None:
     if tls is None or tls.mode == "DISABLE":
         return None
     file, line, path = where
-    now = ctx.options.now or datetime.now(timezone.utc)
     mutual = tls.mode == "MUTUAL"
     certificate = validation = None
     skip = bool(tls.insecure_skip_verify)
     if tls.credential_name:
-        cred, problems = resolve_credential(tls.credential_name, ctx.workload.namespace, _secret_sources(ctx),
-                                            ctx.options.credentials_dir, need_key=mutual, need_ca=False,
-                                            ref_file=file, ref_line=line, ref_path=f"{path}.credentialName")
-        for f in problems:
-            ctx.findings.add(f)
+        cred = ctx.view.material.named(tls.credential_name, Ref(file, line, f"{path}.credentialName"),
+                                       need_key=mutual, need_ca=False)
         if cred is None:
             return None
-        for f in check_credential(cred, [], now=now, allow_expired=ctx.options.allow_expired,
-                                  ref_file=file, ref_line=line, ref_path=f"{path}.credentialName"):
-            ctx.findings.add(f)
         if mutual:
-            certificate = _register_cert(ctx, tls.credential_name, cred)
+            certificate = register_cert(ctx, tls.credential_name, cred)
         if cred.ca_cert and not skip:
-            validation = _register_ca(ctx, tls.credential_name, cred)
+            validation = register_ca(ctx, tls.credential_name, cred)
     else:
         cert = _read(ctx, file, line, path, "clientCertificate", tls.client_certificate)
         key = _read(ctx, file, line, path, "privateKey", tls.private_key)
@@ -59,18 +50,15 @@ def upstream_tls(ctx: Context, tls: ClientTLS | None, http2: bool, where: tuple[
                 ctx.findings.error(file, line, "EG0103", "tls mode MUTUAL needs credentialName, or clientCertificate and privateKey",
                                    path)
             return None
-        digest = hashlib.sha256((cert or b"") + b"\0" + (key or b"") + b"\0" + (ca or b"")).hexdigest()[:12]
-        name = f"upstream-{digest}"
+        name = names.upstream_file_credential(cert, key, ca)
         cred = Credential(name=name, cert_chain=cert, private_key=key, ca_cert=ca, crl=crl, ocsp_staple=None,
                           origin="files", file=file, line=line)
         if cert is not None:
-            for f in check_credential(cred, [], now=now, allow_expired=ctx.options.allow_expired,
-                                      ref_file=file, ref_line=line, ref_path=path):
-                ctx.findings.add(f)
+            ctx.view.material.check(cred, Ref(file, line, path))
         if mutual:
-            certificate = _register_cert(ctx, name, cred)
+            certificate = register_cert(ctx, name, cred)
         if ca is not None and not skip:
-            validation = _register_ca(ctx, name, cred)
+            validation = register_ca(ctx, name, cred)
     sans = tuple(tls.subject_alt_names)
     return ir.UpstreamTls(
         sni=tls.sni,
