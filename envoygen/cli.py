@@ -12,20 +12,28 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .diagnostics import Findings
 from .errors import FindingsError, InputError
 from .options import render_options
-from .bundle import write_atomically
-from .pipeline import Compiled, Request, compile_inputs, render_bundles, render_for_host, render_to, translate_inputs, write_for_host
-from .translate import Options
+
+if TYPE_CHECKING:  # the pipeline is imported by the commands that run it, so --help stays fast
+    from .diagnostics import Findings
+    from .pipeline import Compiled, Request
+
+# Commands whose module is imported only when they run; --help lists them with this text.
+LAZY_COMMANDS = {
+    "certs": ("envoygen.certs_command", "certs", "Mint a development PKI and credentials for `--credentials-dir` (development only)."),
+}
 
 
 def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
+    from .pipeline import Request
+    from .translate import Options
+
     pairs = list(kw.get("port_map") or ())
     seen: dict[int, int] = {}
     for a, b in pairs:
@@ -59,6 +67,32 @@ def _print_findings(findings: Findings, quiet: bool = False) -> None:
 
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            module, attr, _ = LAZY_COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, without importing the lazy commands for their one-line help."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -93,6 +127,8 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Do not list skipped kinds.")
 def render(out: Path, quiet: bool, **kw: Any) -> None:
     """Render the bundle (bootstrap, SDS files, certificates, Dockerfile) into OUT."""
+    from .pipeline import render_to
+
     compiled = render_to(_request(kw), out, sys.stdin.buffer)
     _print_findings(compiled.findings, quiet)
     for b in compiled.bundles:
@@ -123,6 +159,8 @@ def _validate_with_envoy(compiled: Compiled, root: Path, envoy_path: str | None)
 @click.option("--skip-envoy", is_flag=True, help="Only the model and analyzer checks, without Envoy's own validation.")
 def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, **kw: Any) -> None:
     """Check the input: model, analyzers, and Envoy's own --mode validate."""
+    from .pipeline import compile_inputs, render_for_host
+
     req = _request(kw)
     tmp_root: Path | None = None
     try:
@@ -172,6 +210,7 @@ def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, *
 def run(envoy_path: str | None, log_level: str, **kw: Any) -> None:
     """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C stops)."""
     from .envoy import find_envoy
+    from .pipeline import render_for_host
 
     binary = find_envoy(envoy_path)
     compiled, root = render_for_host(_request(kw), sys.stdin.buffer)
@@ -210,7 +249,9 @@ def run(envoy_path: str | None, log_level: str, **kw: Any) -> None:
 @click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary used to validate.")
 def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str | None, **kw: Any) -> None:
     """Render, validate with Envoy, and bake the bundle into a Docker image."""
+    from .bundle import write_atomically
     from .image import build_image
+    from .pipeline import render_bundles, translate_inputs, write_for_host
 
     req = _request(kw)
     compiled = translate_inputs(req, sys.stdin.buffer)  # the input is read once, whatever it is
@@ -247,15 +288,25 @@ def proxy_config(what: str, bundle: Path, fmt: str) -> None:
     click.echo(show(what, bundle, fmt), nl=False)
 
 
-def _register_optional() -> None:
-    try:
-        from .certs_command import certs
-    except ImportError:  # pragma: no cover
-        return
-    cli.add_command(certs)
+@cli.command("ir")
+@render_options
+def ir_command(**kw: Any) -> None:
+    """Print what the resolve and translate stages made of the input, as JSON.
 
+    \b
+    For each gateway workload: "resolved" (its service registry, merged
+    DestinationRules, VirtualServices per Gateway) and "ir" (the IR the
+    templates render). Private keys appear as size and SHA-256 only.
+    """
+    from .irdump import dump_bootstrap
+    from .pipeline import translate_inputs
+    from .resolve import summary
 
-_register_optional()
+    req = _request(kw)
+    compiled = translate_inputs(req, sys.stdin.buffer)
+    _print_findings(compiled.findings, quiet=True)
+    out = {b.workload.name: {"resolved": summary(b.view), "ir": dump_bootstrap(b.bootstrap)} for b in compiled.bundles}
+    click.echo(json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from .errors import FindingsError, InputError
 from .load import load_paths
 from .model import parse_documents
 from .render import Renderer
-from .resolve import MaterialOptions, resolve
+from .resolve import MaterialOptions, View, resolve
 from .translate import Options, translate
 from .workloads import Workload, workloads_from
 
@@ -46,6 +46,7 @@ class Bundle:
     workload: Workload
     bootstrap: ir.Bootstrap
     meta: dict[str, Any]  # what the manifest records besides files and install dir
+    view: View | None = None  # what the resolve stage saw for this workload
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # manifest included, once rendered
     bootstrap_file: str = "envoy.yaml"
 
@@ -127,7 +128,7 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
                       "listeners": sorted({l.port for l in boot.listeners})},
             "inputs": input_digests,
         }
-        bundles.append(Bundle(w, boot, meta))
+        bundles.append(Bundle(w, boot, meta, view_of[id(w)]))
     _stop_on_errors(findings)  # every workload's errors, together
     return Compiled(bundles, findings, single=req.gateway is not None or len(workloads_to_build) == 1)
 

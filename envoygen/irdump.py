@@ -1,0 +1,135 @@
+"""The IR as JSON and back: for ``envoygen ir`` and the per-stage golden files.
+
+``dump`` turns an ``ir.Bootstrap`` into plain JSON values; ``load`` rebuilds it.
+Secret files appear as text when they are public (certificates, CAs, CRLs,
+OCSP staples) and never with their bytes when they hold a private key: those
+show their size and SHA-256 only, and ``load`` puts a placeholder in their place
+(nothing rendered from the IR contains key bytes: they are copied as files).
+
+A dataclass appears as an object of its fields; where a field may hold one of
+several dataclasses (a route's action), the object names its type in ``@type``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from typing import Any, Literal, Union
+
+from . import ir
+
+REDACTED_KEY = b"-----REDACTED PRIVATE KEY-----\n"
+
+
+def _file_to_json(name: str, content: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    if ir.is_private_key_file(name):
+        out["redacted"] = True
+    else:
+        try:
+            out["text"] = content.decode("ascii")
+        except UnicodeDecodeError:
+            out["hex"] = content.hex()
+    return out
+
+
+def _file_from_json(d: dict[str, Any]) -> tuple[str, bytes]:
+    if d.get("redacted"):
+        return d["name"], REDACTED_KEY
+    if "text" in d:
+        return d["name"], d["text"].encode("ascii")
+    return d["name"], bytes.fromhex(d["hex"])
+
+
+def dump(value: Any) -> Any:
+    """Plain JSON values for an IR value (dataclasses, tuples, scalars)."""
+    if isinstance(value, ir.Secret):
+        out = {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "files"}
+        out["files"] = [_file_to_json(n, c) for n, c in value.files]
+        return out
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [dump(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): dump(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return {"hex": value.hex()}
+    return value
+
+
+def _dataclass_options(tp: Any) -> list[type]:
+    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return [a for a in args if dataclasses.is_dataclass(a)]
+
+
+def _dump_field(value: Any, tp: Any) -> Any:
+    """``dump`` with ``@type`` added where ``tp`` allows several dataclasses."""
+    options = _dataclass_options(tp)
+    if len(options) > 1 and dataclasses.is_dataclass(value):
+        return {"@type": type(value).__name__, **_dump_dataclass(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, ir.Secret):
+        return _dump_dataclass(value)
+    origin = typing.get_origin(tp)
+    if isinstance(value, tuple) and origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return [_dump_field(v, args[0]) for v in value]
+        return [_dump_field(v, a) for v, a in zip(value, args)]
+    if isinstance(value, tuple) and origin in (Union, types.UnionType):
+        tuple_tp = next((a for a in typing.get_args(tp) if typing.get_origin(a) is tuple), None)
+        if tuple_tp is not None:
+            return _dump_field(value, tuple_tp)
+    return dump(value)
+
+
+def _dump_dataclass(value: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(value), vars(ir))
+    if isinstance(value, ir.Secret):
+        return dump(value)
+    return {f.name: _dump_field(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(value)}
+
+
+def dump_bootstrap(b: ir.Bootstrap) -> dict[str, Any]:
+    return _dump_dataclass(b)
+
+
+def _load(data: Any, tp: Any) -> Any:
+    if data is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        options = [a for a in args if dataclasses.is_dataclass(a)]
+        if isinstance(data, dict) and "@type" in data:
+            cls = next(a for a in options if a.__name__ == data["@type"])
+            return _load({k: v for k, v in data.items() if k != "@type"}, cls)
+        if isinstance(data, dict) and options:
+            return _load(data, options[0])
+        for a in args:
+            if typing.get_origin(a) is tuple and isinstance(data, list):
+                return _load(data, a)
+        return data
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_load(v, args[0]) for v in data)
+        return tuple(_load(v, a) for v, a in zip(data, args))
+    if origin is Literal:
+        return data
+    if tp is ir.Secret:
+        hints = typing.get_type_hints(ir.Secret, vars(ir))
+        kw = {f.name: _load(data[f.name], hints[f.name]) for f in dataclasses.fields(ir.Secret) if f.name != "files"}
+        return ir.Secret(files=tuple(_file_from_json(d) for d in data["files"]), **kw)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp, vars(ir))
+        return tp(**{f.name: _load(data[f.name], hints[f.name]) for f in dataclasses.fields(tp) if f.name in data})
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data
+
+
+def load_bootstrap(data: dict[str, Any]) -> ir.Bootstrap:
+    return _load(data, ir.Bootstrap)
