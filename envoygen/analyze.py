@@ -200,63 +200,74 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], view
         if not spec.hosts:
             f.error(vs.file, vs.line("spec"), "EG0103", f"VirtualService {vs.key}: spec.hosts is required", "spec.hosts")
         for i, http in enumerate(spec.http):
-            base = ("spec", "http", i)
-            if not http.route and http.redirect is None and http.direct_response is None:
-                f.error(vs.file, vs.line(*base), "EG0103",
-                        f"VirtualService {vs.key}: http[{i}] needs route, redirect or directResponse", _p(*base))
-            if len(http.route) > 1 and sum(d.weight for d in http.route) == 0:
-                f.error(vs.file, vs.line(*base, "route"), "EG0106",
-                        f"VirtualService {vs.key}: http[{i}] has several destinations and all weights are 0", _p(*base, "route"))
-            if http.redirect is None and http.direct_response is None:
-                for j, d in enumerate(http.route):
-                    _check_destination(f, vs, d.destination, registry, rules, server_ports, (*base, "route", j, "destination"))
-            if http.mirror is not None:
-                _check_destination(f, vs, http.mirror, registry, rules, server_ports, (*base, "mirror"))
-            for j, m in enumerate(http.mirrors):
-                _check_destination(f, vs, m.destination, registry, rules, server_ports, (*base, "mirrors", j, "destination"))
-            for j, m in enumerate(http.match):
-                mp = (*base, "match", j)
-                for key in ("uri", "scheme", "method", "authority"):
-                    _check_regex(f, vs, getattr(m, key), *mp, key)
-                for group in ("headers", "query_params", "without_headers"):
-                    alias = {"query_params": "queryParams", "without_headers": "withoutHeaders"}.get(group, group)
-                    for k, sm in getattr(m, group).items():
-                        _check_regex(f, vs, sm, *mp, alias, k)
-                for gi, g in enumerate(m.gateways):
-                    ref = gateway_ref(g, vs.namespace)
-                    if ref != "mesh" and ref not in gateways:
-                        f.error(vs.file, vs.line(*mp, "gateways", gi), "EG0201",
-                                f"VirtualService {vs.key}: match gateway {ref} does not exist in the input", _p(*mp, "gateways", gi))
-            if http.rewrite and http.rewrite.uri_regex_rewrite:
-                err = re2_error(http.rewrite.uri_regex_rewrite.match)
-                if err:
-                    f.error(vs.file, vs.line(*base, "rewrite", "uriRegexRewrite", "match"), "EG0208",
-                            f"VirtualService {vs.key}: regex is rejected by RE2: {err}", _p(*base, "rewrite", "uriRegexRewrite", "match"))
-            if http.cors_policy:
-                for j, o in enumerate(http.cors_policy.allow_origins):
-                    _check_regex(f, vs, o, *base, "corsPolicy", "allowOrigins", j)
-            _check_headers(f, vs, http.headers, base)
-            for j, d in enumerate(http.route):
-                _check_headers(f, vs, d.headers, (*base, "route", j))
+            _check_http_route(f, vs, i, http, registry, rules, server_ports, gateways)
         _check_unreachable(f, vs)
-        for i, tcp in enumerate(spec.tcp):
-            if not tcp.route:
-                f.error(vs.file, vs.line("spec", "tcp", i), "EG0103", f"VirtualService {vs.key}: tcp[{i}] needs a route",
-                        _p("spec", "tcp", i, "route"))
-            for j, d in enumerate(tcp.route):
-                _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tcp", i, "route", j, "destination"))
-        for i, tls in enumerate(spec.tls):
-            if not tls.route:
-                f.error(vs.file, vs.line("spec", "tls", i), "EG0103", f"VirtualService {vs.key}: tls[{i}] needs a route",
-                        _p("spec", "tls", i, "route"))
-            for j, m in enumerate(tls.match):
-                for k, sni in enumerate(m.sni_hosts):
-                    if not any(matches(sni.lower(), fqdn(h, vs.namespace)) for h in spec.hosts):
-                        f.error(vs.file, vs.line("spec", "tls", i, "match", j, "sniHosts", k), "EG0106",
-                                f"VirtualService {vs.key}: sniHost {sni} is not one of the VirtualService hosts",
-                                _p("spec", "tls", i, "match", j, "sniHosts", k))
-            for j, d in enumerate(tls.route):
-                _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tls", i, "route", j, "destination"))
+        _check_l4_routes(f, vs, registry, rules, server_ports)
+
+
+def _check_http_route(f: Findings, vs: Res[VirtualService], i: int, http: Any, registry: dict[str, ServiceInfo],
+                      rules: dict, server_ports: set[int], gateways: dict[str, Res[Gateway]]) -> None:
+    base = ("spec", "http", i)
+    if not http.route and http.redirect is None and http.direct_response is None:
+        f.error(vs.file, vs.line(*base), "EG0103",
+                f"VirtualService {vs.key}: http[{i}] needs route, redirect or directResponse", _p(*base))
+    if len(http.route) > 1 and sum(d.weight for d in http.route) == 0:
+        f.error(vs.file, vs.line(*base, "route"), "EG0106",
+                f"VirtualService {vs.key}: http[{i}] has several destinations and all weights are 0", _p(*base, "route"))
+    if http.redirect is None and http.direct_response is None:
+        for j, d in enumerate(http.route):
+            _check_destination(f, vs, d.destination, registry, rules, server_ports, (*base, "route", j, "destination"))
+    if http.mirror is not None:
+        _check_destination(f, vs, http.mirror, registry, rules, server_ports, (*base, "mirror"))
+    for j, m in enumerate(http.mirrors):
+        _check_destination(f, vs, m.destination, registry, rules, server_ports, (*base, "mirrors", j, "destination"))
+    for j, m in enumerate(http.match):
+        mp = (*base, "match", j)
+        for key in ("uri", "scheme", "method", "authority"):
+            _check_regex(f, vs, getattr(m, key), *mp, key)
+        for group in ("headers", "query_params", "without_headers"):
+            alias = {"query_params": "queryParams", "without_headers": "withoutHeaders"}.get(group, group)
+            for k, sm in getattr(m, group).items():
+                _check_regex(f, vs, sm, *mp, alias, k)
+        for gi, g in enumerate(m.gateways):
+            ref = gateway_ref(g, vs.namespace)
+            if ref != "mesh" and ref not in gateways:
+                f.error(vs.file, vs.line(*mp, "gateways", gi), "EG0201",
+                        f"VirtualService {vs.key}: match gateway {ref} does not exist in the input", _p(*mp, "gateways", gi))
+    if http.rewrite and http.rewrite.uri_regex_rewrite:
+        err = re2_error(http.rewrite.uri_regex_rewrite.match)
+        if err:
+            f.error(vs.file, vs.line(*base, "rewrite", "uriRegexRewrite", "match"), "EG0208",
+                    f"VirtualService {vs.key}: regex is rejected by RE2: {err}", _p(*base, "rewrite", "uriRegexRewrite", "match"))
+    if http.cors_policy:
+        for j, o in enumerate(http.cors_policy.allow_origins):
+            _check_regex(f, vs, o, *base, "corsPolicy", "allowOrigins", j)
+    _check_headers(f, vs, http.headers, base)
+    for j, d in enumerate(http.route):
+        _check_headers(f, vs, d.headers, (*base, "route", j))
+
+
+def _check_l4_routes(f: Findings, vs: Res[VirtualService], registry: dict[str, ServiceInfo], rules: dict,
+                     server_ports: set[int]) -> None:
+    spec = vs.obj.spec
+    for i, tcp in enumerate(spec.tcp):
+        if not tcp.route:
+            f.error(vs.file, vs.line("spec", "tcp", i), "EG0103", f"VirtualService {vs.key}: tcp[{i}] needs a route",
+                    _p("spec", "tcp", i, "route"))
+        for j, d in enumerate(tcp.route):
+            _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tcp", i, "route", j, "destination"))
+    for i, tls in enumerate(spec.tls):
+        if not tls.route:
+            f.error(vs.file, vs.line("spec", "tls", i), "EG0103", f"VirtualService {vs.key}: tls[{i}] needs a route",
+                    _p("spec", "tls", i, "route"))
+        for j, m in enumerate(tls.match):
+            for k, sni in enumerate(m.sni_hosts):
+                if not any(matches(sni.lower(), fqdn(h, vs.namespace)) for h in spec.hosts):
+                    f.error(vs.file, vs.line("spec", "tls", i, "match", j, "sniHosts", k), "EG0106",
+                            f"VirtualService {vs.key}: sniHost {sni} is not one of the VirtualService hosts",
+                            _p("spec", "tls", i, "match", j, "sniHosts", k))
+        for j, d in enumerate(tls.route):
+            _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tls", i, "route", j, "destination"))
 
 
 _HEADER_NAME = re.compile(r"^[0-9A-Za-z!#$%&'*+\-.^_|~`]+$")

@@ -1,7 +1,7 @@
 """``envoygen certs``: the command line of the development PKI in :mod:`.certs`.
 
 Parses and validates the options (usage errors, exit 2), lets
-:func:`~envoygen.certs.write_credentials` do the work, and prints what it wrote.
+:func:`~envoygen.certs_dir.write_credentials` do the work, and prints what it wrote.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from .certs import CA_DIR, DEFAULT_CA_NAME, KEY_TYPES, write_credentials
+from .certs import CA_DIR, DEFAULT_CA_NAME, KEY_TYPES
+from .certs_dir import write_credentials
 from .credentials import valid_credential_name
 
 __all__ = ["certs"]

@@ -8,7 +8,7 @@ pure function of the IR and golden files are stable.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 # ------------------------------------------------------------------ HTTP routes
 
@@ -90,11 +90,13 @@ class HashPolicy:
 @dataclass(frozen=True)
 class MirrorPolicy:
     cluster: str
-    percent: float | None  # None = 100%
+    fraction: tuple[int, str] = (100, "HUNDRED")  # (numerator, HUNDRED|MILLION) of requests mirrored
 
 
 @dataclass(frozen=True)
 class RouteAction:
+    kind: ClassVar[str] = "route"  # which of Envoy's route actions: route, redirect or direct_response
+
     clusters: tuple[WeightedCluster, ...]
     weighted: bool = False  # the VirtualService had several destinations: weighted_clusters
     timeout: float = 0.0
@@ -108,6 +110,8 @@ class RouteAction:
 
 @dataclass(frozen=True)
 class Redirect:
+    kind: ClassVar[str] = "redirect"
+
     response_code: Literal["MOVED_PERMANENTLY", "FOUND", "SEE_OTHER", "TEMPORARY_REDIRECT", "PERMANENT_REDIRECT"]
     host: str | None = None
     path: str | None = None
@@ -119,6 +123,8 @@ class Redirect:
 
 @dataclass(frozen=True)
 class DirectResponse:
+    kind: ClassVar[str] = "direct_response"
+
     status: int
     body: str | None = None
     body_base64: str | None = None  # body.bytes, kept as bytes (inline_bytes)
@@ -213,11 +219,20 @@ class SdsRef:
 
 
 @dataclass(frozen=True)
+class SanMatcher:
+    """One entry of match_typed_subject_alt_names: an exact value of one SAN type."""
+
+    san_type: Literal["DNS", "URI", "IP_ADDRESS", "EMAIL"]
+    value: str
+
+
+@dataclass(frozen=True)
 class DownstreamTls:
     certificates: tuple[SdsRef, ...]
     validation: SdsRef | None = None
     require_client_certificate: bool = False
     subject_alt_names: tuple[str, ...] = ()
+    san_matchers: tuple[SanMatcher, ...] = ()  # what subject_alt_names becomes in Envoy
     spki: tuple[str, ...] = ()
     hashes: tuple[str, ...] = ()
     min_version: str | None = None
@@ -261,6 +276,8 @@ class Endpoint:
 class OutlierDetection:
     consecutive_5xx: int | None = None
     consecutive_gateway_failure: int | None = None
+    enforcing_consecutive_5xx: int = 0  # percent of ejections enforced (Istio: 100 when the count is set and > 0)
+    enforcing_consecutive_gateway_failure: int = 0
     interval: float | None = None
     base_ejection_time: float | None = None
     max_ejection_percent: int | None = None
@@ -279,6 +296,7 @@ class UpstreamTls:
     validation: SdsRef | None = None  # CA from a credential or caCertificates
     system_ca: bool = False  # no CA given: the OS trust bundle
     subject_alt_names: tuple[str, ...] = ()
+    san_matchers: tuple[SanMatcher, ...] = ()
     alpn: tuple[str, ...] = ()
 
 
@@ -339,6 +357,14 @@ class Secret:
                 f"kind={self.kind!r}, files=[{shown}], credential={self.credential!r})")
 
     __str__ = __repr__
+
+    @property
+    def has_ocsp_staple(self) -> bool:
+        return any(n == "tls.ocsp-staple" for n, _ in self.files)
+
+    @property
+    def has_crl(self) -> bool:
+        return any(n == "ca.crl" for n, _ in self.files)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from .common import _Problem
+
+T = TypeVar("T")
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9][A-Z0-9 ]*)-----[ \t]*\r?\n(.*?)-----END \1-----",
@@ -49,17 +52,22 @@ def _pem_blocks(data: bytes, what: str) -> list[_Block]:
     return blocks
 
 
-def _load_certs(data: bytes, what: str) -> list[x509.Certificate]:
-    blocks = [b for b in _pem_blocks(data, what) if b.label in ("CERTIFICATE", "X509 CERTIFICATE")]
+def _load_der_blocks(data: bytes, what: str, labels: tuple[str, ...], noun: str, load: Callable[[bytes], T]) -> list[T]:
+    """Every PEM block of ``labels`` in ``data``, each parsed from DER by ``load``."""
+    blocks = [b for b in _pem_blocks(data, what) if b.label in labels]
     if not blocks:
-        raise _Problem("EG0303", f"{what} contains no CERTIFICATE block")
-    certs = []
+        raise _Problem("EG0303", f"{what} contains no {labels[0]} block")
+    out = []
     for n, b in enumerate(blocks, 1):
         try:
-            certs.append(x509.load_der_x509_certificate(b.der))
+            out.append(load(b.der))
         except ValueError as e:
-            raise _Problem("EG0303", f"{what}: certificate {n} does not parse: {e}") from None
-    return certs
+            raise _Problem("EG0303", f"{what}: {noun} {n} does not parse: {e}") from None
+    return out
+
+
+def _load_certs(data: bytes, what: str) -> list[x509.Certificate]:
+    return _load_der_blocks(data, what, ("CERTIFICATE", "X509 CERTIFICATE"), "certificate", x509.load_der_x509_certificate)
 
 
 def _load_key(data: bytes, what: str):
@@ -79,13 +87,4 @@ def _load_key(data: bytes, what: str):
 
 
 def _load_crls(data: bytes, what: str) -> list[x509.CertificateRevocationList]:
-    blocks = [b for b in _pem_blocks(data, what) if b.label == "X509 CRL"]
-    if not blocks:
-        raise _Problem("EG0303", f"{what} contains no X509 CRL block")
-    crls = []
-    for n, b in enumerate(blocks, 1):
-        try:
-            crls.append(x509.load_der_x509_crl(b.der))
-        except ValueError as e:
-            raise _Problem("EG0303", f"{what}: CRL {n} does not parse: {e}") from None
-    return crls
+    return _load_der_blocks(data, what, ("X509 CRL",), "CRL", x509.load_der_x509_crl)

@@ -83,83 +83,99 @@ def _endpoints(svc: ServiceInfo, port: SvcPort, labels: dict[str, str]) -> tuple
     return tuple(out)
 
 
+def _load_balancer(lb: LoadBalancer | None) -> dict:
+    if lb is None:
+        return {}
+    if lb.consistent_hash is not None:
+        ch = lb.consistent_hash
+        if ch.maglev is not None:
+            return {"lb_policy": "MAGLEV", "maglev_table_size": ch.maglev.table_size}
+        return {"lb_policy": "RING_HASH",
+                "ring_size": (ch.ring_hash.minimum_ring_size if ch.ring_hash else None) or ch.minimum_ring_size or 1024}
+    if lb.simple in ("ROUND_ROBIN", "RANDOM"):
+        return {"lb_policy": lb.simple}
+    return {}
+
+
+def _tcp_pool(pool: ConnectionPool | None, kw: dict) -> None:
+    """connectionPool.tcp → circuit breaker, connect/idle timeouts, keepalive (connect_timeout in ``kw``)."""
+    t = pool.tcp if pool is not None else None
+    if t is None:
+        return
+    if t.max_connections:
+        kw["max_connections"] = t.max_connections
+    if t.connect_timeout:
+        kw["connect_timeout"] = t.connect_timeout
+    if t.max_connection_duration:
+        kw["max_connection_duration"] = t.max_connection_duration
+    if t.idle_timeout:
+        kw["idle_timeout"] = t.idle_timeout
+    if t.tcp_keepalive is not None:
+        k = t.tcp_keepalive
+        kw["tcp_keepalive"] = (k.probes, int(k.time) if k.time else None, int(k.interval) if k.interval else None)
+
+
+def _http_pool(pool: ConnectionPool | None, protocol: str, kw: dict) -> None:
+    """connectionPool.http → circuit breakers, per-connection limits, h2 upgrade (``http2`` in ``kw``)."""
+    h = pool.http if pool is not None else None
+    if h is None:
+        return
+    if h.http1_max_pending_requests:
+        kw["max_pending_requests"] = h.http1_max_pending_requests
+    if h.http2_max_requests:
+        kw["max_requests"] = h.http2_max_requests
+    if h.max_retries:
+        kw["max_retries"] = h.max_retries
+    if h.max_requests_per_connection:
+        kw["max_requests_per_connection"] = h.max_requests_per_connection
+    if h.idle_timeout:
+        kw["idle_timeout"] = h.idle_timeout
+    if h.use_client_protocol:
+        kw["use_downstream_protocol"] = True
+    if h.h2_upgrade_policy == "UPGRADE" and protocol == "HTTP":
+        kw["http2"] = True
+    elif h.h2_upgrade_policy == "DO_NOT_UPGRADE" and protocol == "HTTP":
+        kw["http2"] = False
+    if h.max_concurrent_streams and kw["http2"]:
+        kw["max_concurrent_streams"] = h.max_concurrent_streams
+
+
+def _outlier(od: OutlierDetection | None, kw: dict) -> None:
+    if od is None:
+        return
+    kw["outlier"] = ir.OutlierDetection(
+        consecutive_5xx=od.consecutive5xx_errors,
+        consecutive_gateway_failure=od.consecutive_gateway_errors,
+        enforcing_consecutive_5xx=100 if od.consecutive5xx_errors else 0,
+        enforcing_consecutive_gateway_failure=100 if od.consecutive_gateway_errors else 0,
+        interval=od.interval,
+        base_ejection_time=od.base_ejection_time,
+        max_ejection_percent=od.max_ejection_percent or None,
+        split_external_local_origin_errors=od.split_external_local_origin_errors,
+        consecutive_local_origin_failure=od.consecutive_local_origin_failures,
+    )
+    kw["healthy_panic_threshold"] = od.min_health_percent or 0
+
+
 def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, rule: MergedRule | None) -> ir.Cluster:
     mesh = ctx.workload.mesh
     policy = effective_policy(rule, port.number, subset)
     labels = dict(rule.subset(subset).labels) if (rule and subset and rule.subset(subset)) else {}
     discovery = {"STATIC": "STATIC", "DNS": "STRICT_DNS", "DNS_ROUND_ROBIN": "LOGICAL_DNS"}.get(svc.resolution, "STATIC")
-    kw: dict = {}
-    lb = policy.load_balancer
-    if lb is not None:
-        if lb.consistent_hash is not None:
-            ch = lb.consistent_hash
-            if ch.maglev is not None:
-                kw["lb_policy"] = "MAGLEV"
-                kw["maglev_table_size"] = ch.maglev.table_size
-            else:
-                kw["lb_policy"] = "RING_HASH"
-                kw["ring_size"] = (ch.ring_hash.minimum_ring_size if ch.ring_hash else None) or ch.minimum_ring_size or 1024
-        elif lb.simple in ("ROUND_ROBIN", "RANDOM"):
-            kw["lb_policy"] = lb.simple
-    connect_timeout = mesh.connect_timeout if mesh.connect_timeout is not None else 10.0
-    http2 = port.protocol in ("HTTP2", "GRPC", "GRPC-WEB") or mesh.h2_upgrade_policy == "UPGRADE" and port.protocol == "HTTP"
-    pool = policy.connection_pool
-    if pool is not None:
-        if pool.tcp is not None:
-            t = pool.tcp
-            if t.max_connections:
-                kw["max_connections"] = t.max_connections
-            if t.connect_timeout:
-                connect_timeout = t.connect_timeout
-            if t.max_connection_duration:
-                kw["max_connection_duration"] = t.max_connection_duration
-            if t.idle_timeout:
-                kw["idle_timeout"] = t.idle_timeout
-            if t.tcp_keepalive is not None:
-                k = t.tcp_keepalive
-                kw["tcp_keepalive"] = (k.probes, int(k.time) if k.time else None, int(k.interval) if k.interval else None)
-        if pool.http is not None:
-            h = pool.http
-            if h.http1_max_pending_requests:
-                kw["max_pending_requests"] = h.http1_max_pending_requests
-            if h.http2_max_requests:
-                kw["max_requests"] = h.http2_max_requests
-            if h.max_retries:
-                kw["max_retries"] = h.max_retries
-            if h.max_requests_per_connection:
-                kw["max_requests_per_connection"] = h.max_requests_per_connection
-            if h.idle_timeout:
-                kw["idle_timeout"] = h.idle_timeout
-            if h.use_client_protocol:
-                kw["use_downstream_protocol"] = True
-            if h.h2_upgrade_policy == "UPGRADE" and port.protocol == "HTTP":
-                http2 = True
-            elif h.h2_upgrade_policy == "DO_NOT_UPGRADE" and port.protocol == "HTTP":
-                http2 = False
-            if h.max_concurrent_streams and http2:
-                kw["max_concurrent_streams"] = h.max_concurrent_streams
-    od = policy.outlier_detection
-    if od is not None:
-        kw["outlier"] = ir.OutlierDetection(
-            consecutive_5xx=od.consecutive5xx_errors,
-            consecutive_gateway_failure=od.consecutive_gateway_errors,
-            interval=od.interval,
-            base_ejection_time=od.base_ejection_time,
-            max_ejection_percent=od.max_ejection_percent or None,
-            split_external_local_origin_errors=od.split_external_local_origin_errors,
-            consecutive_local_origin_failure=od.consecutive_local_origin_failures,
-        )
-        kw["healthy_panic_threshold"] = od.min_health_percent or 0
+    kw: dict = _load_balancer(policy.load_balancer)
+    kw["connect_timeout"] = mesh.connect_timeout if mesh.connect_timeout is not None else 10.0
+    kw["http2"] = port.protocol in ("HTTP2", "GRPC", "GRPC-WEB") or mesh.h2_upgrade_policy == "UPGRADE" and port.protocol == "HTTP"
+    _tcp_pool(policy.connection_pool, kw)
+    _http_pool(policy.connection_pool, port.protocol, kw)
+    _outlier(policy.outlier_detection, kw)
     if policy.tls is not None and rule is not None:
         first = rule.rules[0]
-        kw["tls"] = upstream_tls(ctx, policy.tls, http2, (first.file, first.line("spec", "trafficPolicy"),  # type: ignore[arg-type]
-                                                         "spec.trafficPolicy.tls"))
+        kw["tls"] = upstream_tls(ctx, policy.tls, kw["http2"], (first.file, first.line("spec", "trafficPolicy"),  # type: ignore[arg-type]
+                                                               "spec.trafficPolicy.tls"))
     return ir.Cluster(
         name=names.cluster(port.number, subset, svc.host),
         discovery=discovery,  # type: ignore[arg-type]
         endpoints=_endpoints(svc, port, labels),
-        connect_timeout=connect_timeout,
-        http2=http2,
         dns_refresh_rate=mesh.dns_refresh_rate or 60.0,
         service=svc.host,
         port=port.number,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import ir, names
 from ..model import Res
-from ..model.hosts import HostIndex, fqdn, gateway_ref, split_server_host
+from ..model.hosts import HostIndex, fqdn, split_server_host
 from ..model.networking import Gateway, Server, VirtualService
 from .context import Context
 from .http import ServerScope, routes_for_vs, sort_vhost_routes

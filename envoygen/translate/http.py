@@ -26,7 +26,7 @@ from ..model.networking import (
 from ..model.operator import RetryPolicy as MeshRetryPolicy
 from .clusters import effective_policy, hash_policies
 from .context import Context
-from ..resolve.matches import header_match, is_catch_all, route_match, string_matcher  # noqa: F401 - re-exported
+from ..resolve.matches import is_catch_all, route_match, string_matcher
 from ..resolve.registry import MergedRule, ServiceInfo, rule_for
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
@@ -139,6 +139,11 @@ def redirect_action(r: HTTPRedirect, scope: ServerScope) -> ir.Redirect:
     return ir.Redirect(REDIRECT_CODES[r.redirect_code], host=r.authority, path=r.uri, scheme=r.scheme, port=port)  # type: ignore[arg-type]
 
 
+def _mirror_fraction(percent: float | None) -> tuple[int, str]:
+    """MirrorPercent: unset is all requests; a percentage is per-million."""
+    return (100, "HUNDRED") if percent is None else (int(round(percent * 10000)), "MILLION")
+
+
 def fault(f: HTTPFaultInjection | None) -> ir.Fault | None:
     if f is None:
         return None
@@ -227,11 +232,13 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
     if http.mirror is not None:
         pct = http.mirror_percentage.value if http.mirror_percentage is not None else None
         if pct is None or pct > 0:
-            mirrors.append(ir.MirrorPolicy(destination_cluster(http.mirror, vs.namespace, registry, scope.port), pct))
+            mirrors.append(ir.MirrorPolicy(destination_cluster(http.mirror, vs.namespace, registry, scope.port),
+                                           _mirror_fraction(pct)))
     for m in http.mirrors:
         pct = m.percentage.value if m.percentage is not None else None
         if pct is None or pct > 0:
-            mirrors.append(ir.MirrorPolicy(destination_cluster(m.destination, vs.namespace, registry, scope.port), pct))
+            mirrors.append(ir.MirrorPolicy(destination_cluster(m.destination, vs.namespace, registry, scope.port),
+                                           _mirror_fraction(pct)))
     rw = http.rewrite
     if rw is not None and rw.authority:
         host_rewrite = rw.authority

@@ -8,6 +8,15 @@ from ..credentials import Credential
 from .context import Context
 
 
+# Which SAN types a subjectAltNames entry is matched against, on each side
+DOWNSTREAM_SAN_TYPES = ("DNS", "URI", "IP_ADDRESS", "EMAIL")  # client certificates at a Gateway (MUTUAL)
+UPSTREAM_SAN_TYPES = ("DNS", "URI")  # backend certificates (DestinationRule tls)
+
+
+def san_matchers(sans: tuple[str, ...] | list[str], types: tuple[str, ...]) -> tuple[ir.SanMatcher, ...]:
+    return tuple(ir.SanMatcher(t, san) for san in sans for t in types)  # type: ignore[arg-type]
+
+
 def register_cert(ctx: Context, cred_name: str, cred: Credential, resource: str | None = None) -> ir.SdsRef:
     """``resource``: the SDS name when it is not kubernetes://<cred_name> (file-mounted material)."""
     name = resource or names.sds(cred_name)

@@ -17,7 +17,7 @@ from .. import ir, names
 from ..credentials import Credential, valid_credential_name
 from ..resolve.material import Ref
 from .context import Context
-from .secrets import register_ca, register_cert
+from .secrets import DOWNSTREAM_SAN_TYPES, register_ca, register_cert, san_matchers
 
 if TYPE_CHECKING:
     from .gateway import BoundServer
@@ -173,6 +173,7 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
         validation=validation if mutual else None,
         require_client_certificate=mode == "MUTUAL",
         subject_alt_names=tuple(tls.subject_alt_names) if mutual else (),
+        san_matchers=san_matchers(tls.subject_alt_names, DOWNSTREAM_SAN_TYPES) if mutual else (),
         spki=tuple(tls.verify_certificate_spki) if mutual else (),
         hashes=tuple(tls.verify_certificate_hash) if mutual else (),
         min_version=None if tls.min_protocol_version == "TLS_AUTO" else tls.min_protocol_version,

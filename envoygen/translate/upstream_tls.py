@@ -15,7 +15,7 @@ from ..credentials import Credential
 from ..model.networking import ClientTLS
 from ..resolve.material import Ref
 from .context import Context
-from .secrets import register_ca, register_cert
+from .secrets import UPSTREAM_SAN_TYPES, register_ca, register_cert, san_matchers
 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -68,5 +68,6 @@ def upstream_tls(ctx: Context, tls: ClientTLS | None, http2: bool, where: tuple[
         validation=validation,
         system_ca=validation is None and not skip,
         subject_alt_names=sans,
+        san_matchers=san_matchers(sans, UPSTREAM_SAN_TYPES),
         alpn=("h2",) if http2 else (),
     )
