@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
 
 def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
     from .pipeline import Request
+    from .resolve import MaterialOptions
     from .translate import Options
 
     pairs = list(kw.get("port_map") or ())
@@ -49,12 +50,11 @@ def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
         admin_port=kw["admin_port"],
         readiness_port=kw["readiness_port"],
         stats_port=kw["stats_port"],
-        credentials_dir=kw.get("credentials_dir"),
-        allow_expired=kw.get("allow_expired", False),
         access_log=kw.get("access_log"),
     )
+    material = MaterialOptions(credentials_dir=kw.get("credentials_dir"), allow_expired=kw.get("allow_expired", False))
     return Request(tuple(kw["paths"]), kw["namespace"], kw.get("gateway"), opts, kw.get("templates"),
-                   kw.get("bootstrap_format", "yaml"), chosen)
+                   kw.get("bootstrap_format", "yaml"), chosen, material)
 
 
 def _print_findings(findings: Findings, quiet: bool = False) -> None:

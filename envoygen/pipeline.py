@@ -39,6 +39,7 @@ class Request:
     templates: Path | None = None
     bootstrap_format: str = "yaml"
     install_dir: str = "/etc/envoy"
+    material: MaterialOptions = field(default_factory=MaterialOptions)  # where credentials come from, expiry policy
 
 
 @dataclass
@@ -98,8 +99,7 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
         workloads_to_build = chosen[:1]
     else:
         workloads_to_build = workloads
-    material = MaterialOptions(req.options.credentials_dir, req.options.allow_expired, req.options.now)
-    views = [resolve(resources, w, findings, material) for w in workloads]  # once per workload, every finding kept
+    views = [resolve(resources, w, findings, req.material) for w in workloads]  # once per workload, every finding kept
     analyze(resources, workloads, views, findings)
     view_of = {id(w): v for w, v in zip(workloads, views)}
     used_ports = {s.port.number for g in resources.gateways for s in g.obj.spec.servers}

@@ -1,10 +1,8 @@
-"""What every translation function needs: options, the workload, the registry."""
+"""What every translation function needs: the resolved view, the options that shape the IR (ports, access log), findings, and the secrets registered so far."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 
 from .. import ir
 from ..diagnostics import Findings
@@ -19,9 +17,6 @@ class Options:
     admin_port: int = 15000
     readiness_port: int = 15021
     stats_port: int = 15090
-    credentials_dir: Path | None = None
-    allow_expired: bool = False
-    now: datetime | None = None
     access_log: str | None = None  # overrides meshConfig.accessLogFile when set
 
 
