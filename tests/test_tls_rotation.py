@@ -297,9 +297,24 @@ def test_rotate_client_ca_for_mutual(tmp_path, backend_factory, gateway_factory)
         any('CN=new-client' in r["headers"].get("x-forwarded-client-cert", "") for r in webapp.requests[-50:])
 
 
+def sds_stat(gw, secret: str, counter: str) -> int:
+    """A counter of the SDS secret ``secret`` (``kubernetes://x`` is ``sds.kubernetes_x.*`` in Envoy's stats)."""
+    name = f"sds.{secret.replace('://', '_')}.{counter}"
+    v = gw.stat(name)
+    assert v is not None, f"no stat {name}: {sorted(gw.stats('sds.'))}"
+    return v
+
+
 def test_bad_rotation_keeps_serving_the_old_certificate(tmp_path, backend_factory, gateway_factory):
     """A mismatched cert/key pair moved in is rejected by Envoy; the old certificate stays, nothing fails;
-    a correct pair afterwards is picked up."""
+    a correct pair afterwards is picked up.
+
+    No fixed sleep: Envoy reloads a watched directory once per file moved into it, and a reload whose
+    files do not make a valid certificate increments ``sds.<secret>.key_rotation_failed`` (the
+    ``update_rejected`` counter is for xDS-delivered updates and stays 0 here). Envoy remembers the hash
+    of the last *accepted* files only, so each of the two moves counts once: waiting for the counter to
+    grow by 2 means Envoy has tried, and refused, the final bad pair."""
+    secret = "kubernetes://webapp-credential"
     webapp = backend_factory("webapp")
     creds = copy_credentials(tmp_path, ["webapp-credential"])
     gw = gateway_factory(gateway_yaml("SIMPLE", webapp.port), ports=(443,), args=["--credentials-dir", str(creds)])
@@ -309,22 +324,39 @@ def test_bad_rotation_keeps_serving_the_old_certificate(tmp_path, backend_factor
     staging.mkdir()
     bad = mint_server_with_mismatched_key([HOST], DEV_INTERMEDIATE)
     good = mint_server([HOST], DEV_INTERMEDIATE)
+    failed0 = sds_stat(gw, secret, "key_rotation_failed")
+    assert (failed0, sds_stat(gw, secret, "update_rejected")) == (0, 0)
+    # how many times the listener installed a new TLS context from SDS (1: the initial load)
+    ctx_updates = f"listener.0.0.0.0_{gw.port(443)}.server_ssl_socket_factory.ssl_context_update_by_sds"
+    ctx0 = gw.stat(ctx_updates)
+    assert ctx0 == 1, sorted(gw.stats("ssl_context_update_by_sds").items())
     with Hammer(gw) as h:
-        time.sleep(0.3)
+        wait_until(lambda: h.sent >= 20, 10, message="no traffic on the old certificate")
         (staging / "tls.crt").write_bytes(bad.cert)
         (staging / "tls.key").write_bytes(bad.key)
         os.rename(staging / "tls.key", live / "tls.key")
         os.rename(staging / "tls.crt", live / "tls.crt")
-        time.sleep(1.0)  # give Envoy time to (try to) load it
+        t0 = time.monotonic()
+        gw.wait_for_stat(f"sds.{secret.replace('://', '_')}.key_rotation_failed", lambda v: v >= failed0 + 2,
+                         timeout=10)
+        rejected_after = time.monotonic() - t0
+        assert gw.stat(ctx_updates) == ctx0, "Envoy installed a context from the mismatched pair"
         assert tls_handshake(LOCALHOST, gw.port(443), HOST, ca=ROOT_CA, probe=0).serial == old
+        sent = h.sent
+        wait_until(lambda: h.sent >= sent + 20, 10, message="no traffic after the bad pair")
         (staging / "tls.crt").write_bytes(good.cert)
         (staging / "tls.key").write_bytes(good.key)
         os.rename(staging / "tls.key", live / "tls.key")
         os.rename(staging / "tls.crt", live / "tls.crt")
         switch = wait_for_serial(gw, serial(good.cert))
-        time.sleep(0.3)
-    print(f"\n[rotation/bad-then-good] old certificate kept through a mismatched pair; good pair served after "
-          f"{switch:.3f}s; hammer sent {h.sent} requests ({h.ok} ok, {len(h.failures)} failed)")
+        sent = h.sent
+        wait_until(lambda: h.sent >= sent + 20, 10, message="no traffic on the good pair")
+    print(f"\n[rotation/bad-then-good] mismatched pair refused by Envoy after {rejected_after:.3f}s, old certificate "
+          f"kept; good pair served after {switch:.3f}s; hammer sent {h.sent} requests ({h.ok} ok, {len(h.failures)} failed)")
     assert h.failures == [], h.failures[:5]
     assert h.all_serials() == {old, serial(good.cert)}, "the mismatched certificate must never be presented"
+    # the good pair: exactly one new context (its key move alone, next to the bad certificate, may or may
+    # not have been tried and refused first, depending on when Envoy read the directory)
+    assert gw.stat(ctx_updates) == ctx0 + 1
+    assert sds_stat(gw, secret, "key_rotation_failed") in (failed0 + 2, failed0 + 3)
     assert gw.running
