@@ -15,6 +15,8 @@ DOMAIN_SUFFIX = "cluster.local"
 
 
 def is_ip(text: str) -> bool:
+    if "." not in text and ":" not in text:
+        return False  # neither IPv4 nor IPv6: no need to raise and catch
     try:
         ipaddress.ip_address(text)
         return True
@@ -25,7 +27,7 @@ def is_ip(text: str) -> bool:
 def fqdn(host: str, namespace: str) -> str:
     """ResolveShortnameToFQDN: ``webapp`` in ``ns`` → ``webapp.ns.svc.cluster.local``."""
     host = host.lower()
-    if host == "*" or is_ip(host) or "." in host:
+    if host == "*" or "." in host or (":" in host and is_ip(host)):
         return host
     return f"{host}.{namespace}.svc.{DOMAIN_SUFFIX}"
 
