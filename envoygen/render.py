@@ -31,10 +31,15 @@ def packaged_templates() -> Path:
     return Path(str(ilr.files("envoygen.templates")))
 
 
+# Characters a YAML 1.1 parser (Envoy's, PyYAML) would fold or refuse inside a double-quoted
+# scalar: C1 controls, NEL (U+0085), LS and PS. Written as JSON escapes, which YAML reads back exactly.
+_YAML_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
 def _json(value: Any) -> str:
     if isinstance(value, tuple):
         value = list(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True).translate(_YAML_UNSAFE)
 
 
 def _duration(seconds: float) -> str:
