@@ -38,7 +38,7 @@ CODES: dict[str, str] = {
     "EG0209": "several DestinationRules for one host",
     "EG0210": "Gateway selects no gateway workload",
     "EG0211": "--port-map names a port no server uses",
-    "EG0212": "no listener would be produced for a server",
+    "EG0212": "no listener would be produced for a server, or for a whole gateway workload",
     "EG0213": "several VirtualServices for one host with conflicting routes",
     "EG0214": "two listeners would bind the same port (gateway, admin, readiness, stats)",
     # credentials
