@@ -196,6 +196,7 @@ class HttpConnectionManager:
     access_log: AccessLog | None = None
     uses_fault: bool = False
     uses_cors: bool = False
+    request_headers_timeout: float | None = None  # None: Envoy's default (disabled), as Istio leaves it
 
 
 @dataclass(frozen=True)
