@@ -97,39 +97,39 @@ def _load_balancer(lb: LoadBalancer | None) -> dict:
     return {}
 
 
+# connectionPool fields that map one to one onto an IR cluster field when set (and not 0)
+TCP_POOL_FIELDS = (("max_connections", "max_connections"), ("connect_timeout", "connect_timeout"),
+                   ("max_connection_duration", "max_connection_duration"), ("idle_timeout", "idle_timeout"))
+HTTP_POOL_FIELDS = (("http1_max_pending_requests", "max_pending_requests"), ("http2_max_requests", "max_requests"),
+                    ("max_retries", "max_retries"), ("max_requests_per_connection", "max_requests_per_connection"),
+                    ("idle_timeout", "idle_timeout"))
+
+
+def _copy_set(src: object, fields: tuple[tuple[str, str], ...], kw: dict) -> None:
+    for name, ir_name in fields:
+        value = getattr(src, name)
+        if value:
+            kw[ir_name] = value
+
+
 def _tcp_pool(pool: ConnectionPool | None, kw: dict) -> None:
     """connectionPool.tcp → circuit breaker, connect/idle timeouts, keepalive (connect_timeout in ``kw``)."""
     t = pool.tcp if pool is not None else None
     if t is None:
         return
-    if t.max_connections:
-        kw["max_connections"] = t.max_connections
-    if t.connect_timeout:
-        kw["connect_timeout"] = t.connect_timeout
-    if t.max_connection_duration:
-        kw["max_connection_duration"] = t.max_connection_duration
-    if t.idle_timeout:
-        kw["idle_timeout"] = t.idle_timeout
+    _copy_set(t, TCP_POOL_FIELDS, kw)
     if t.tcp_keepalive is not None:
         k = t.tcp_keepalive
         kw["tcp_keepalive"] = (k.probes, int(k.time) if k.time else None, int(k.interval) if k.interval else None)
 
 
 def _http_pool(pool: ConnectionPool | None, protocol: str, kw: dict) -> None:
-    """connectionPool.http → circuit breakers, per-connection limits, h2 upgrade (``http2`` in ``kw``)."""
+    """connectionPool.http → circuit breakers, per-connection limits, h2 upgrade (``http2`` in ``kw``).
+    Applied after the tcp settings: an http idleTimeout wins over the tcp one."""
     h = pool.http if pool is not None else None
     if h is None:
         return
-    if h.http1_max_pending_requests:
-        kw["max_pending_requests"] = h.http1_max_pending_requests
-    if h.http2_max_requests:
-        kw["max_requests"] = h.http2_max_requests
-    if h.max_retries:
-        kw["max_retries"] = h.max_retries
-    if h.max_requests_per_connection:
-        kw["max_requests_per_connection"] = h.max_requests_per_connection
-    if h.idle_timeout:
-        kw["idle_timeout"] = h.idle_timeout
+    _copy_set(h, HTTP_POOL_FIELDS, kw)
     if h.use_client_protocol:
         kw["use_downstream_protocol"] = True
     if h.h2_upgrade_policy == "UPGRADE" and protocol == "HTTP":
