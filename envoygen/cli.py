@@ -30,7 +30,7 @@ LAZY_COMMANDS = {
 }
 
 
-def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
+def _request(kw: dict[str, Any]) -> Request:
     from .pipeline import Request
     from .resolve import MaterialOptions
     from .translate import Options
@@ -42,7 +42,7 @@ def _request(kw: dict[str, Any], install_dir: str | None = None) -> Request:
             raise click.UsageError(f"--port-map {a}={seen[a]} and {a}={b}: one bind port per server port")
         seen[a] = b
     port_map = dict(pairs)
-    chosen = install_dir or kw["install_dir"]
+    chosen = kw["install_dir"]
     if not chosen.startswith("/"):
         raise click.UsageError(f"--install-dir {chosen}: must be an absolute path (Envoy opens every bundle file by it)")
     opts = Options(

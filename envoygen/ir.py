@@ -357,8 +357,6 @@ class Secret:
         return (f"Secret(name={self.name!r}, sds_file={self.sds_file!r}, directory={self.directory!r}, "
                 f"kind={self.kind!r}, files=[{shown}], credential={self.credential!r})")
 
-    __str__ = __repr__
-
     @property
     def has_ocsp_staple(self) -> bool:
         return any(n == "tls.ocsp-staple" for n, _ in self.files)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from . import ir
 from .analyze import analyze
-from .bundle import bootstrap_name, bundle_files, several_bundles, write_atomically
+from .bundle import bundle_files, several_bundles, write_atomically
 from .diagnostics import Findings
 from .errors import FindingsError, InputError
 from .load import load_paths
@@ -49,7 +49,10 @@ class Bundle:
     meta: dict[str, Any]  # what the manifest records besides files and install dir
     view: View | None = None  # what the resolve stage saw for this workload
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # manifest included, once rendered
-    bootstrap_file: str = "envoy.yaml"
+
+    @property
+    def bootstrap_file(self) -> str:
+        return "envoy.json" if "envoy.json" in self.files else "envoy.yaml"
 
 
 @dataclass
@@ -143,7 +146,6 @@ def render_bundles(compiled: Compiled, req: Request, install_dir: str, host_layo
         if host_layout and not compiled.single:
             where = f"{install_dir.rstrip('/')}/{b.workload.name}"
         b.files = bundle_files(renderer, b.bootstrap, where, req.bootstrap_format, b.meta)
-        b.bootstrap_file = bootstrap_name(req.bootstrap_format)
     if compiled.single:
         return dict(compiled.bundles[0].files)
     return several_bundles({b.workload.name: b.files for b in compiled.bundles})

@@ -9,6 +9,7 @@ does (most specific host; proxy namespace, then service namespace, then root).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..diagnostics import Findings
 from ..model import Res, Resources
@@ -126,7 +127,10 @@ class RuleSet(dict):
     """Merged DestinationRules by host, with Istio's most-specific-host lookup in
     time linear in the host's length (not in the number of rules)."""
 
-    probes = 0  # suffix lookups made, for tests that count work instead of timing it
+    @cached_property
+    def _wildcards(self) -> dict[str, MergedRule]:
+        """What follows the ``*`` of each wildcard host → its rule (built on first lookup, after the merge)."""
+        return {h[1:]: r for h, r in self.items() if h.startswith("*")}
 
     def most_specific(self, host: str) -> MergedRule | None:
         """MostSpecificHostMatch: the exact host, else the longest matching wildcard."""
@@ -135,16 +139,13 @@ class RuleSet(dict):
             return rule
         if host == "*":
             return None  # only "*" itself covers "*"
-        wild = self.__dict__.get("_wild")
-        if wild is None:  # built on first use, once the merge is complete
-            wild = self.__dict__["_wild"] = {h[1:]: r for h, r in self.items() if h.startswith("*")}
+        wild = self._wildcards
         if not wild:
             return None
         # subset_of: host (or, for a wildcard host, what follows its "*") ends with what follows the rule's "*";
         # the longest such suffix is the most specific rule, and the first one found from the left
         name = host[1:] if host.startswith("*") else host
         for i in range(len(name) + 1):
-            self.probes += 1
             rule = wild.get(name[i:])
             if rule is not None:
                 return rule
@@ -183,8 +184,6 @@ def merged_rules(resources: Resources, workload_ns: str, findings: Findings) -> 
     return out
 
 
-def rule_for(host: str, rules: dict[str, MergedRule]) -> MergedRule | None:
+def rule_for(host: str, rules: RuleSet) -> MergedRule | None:
     """MostSpecificHostMatch: the exact host, else the longest matching wildcard."""
-    if isinstance(rules, RuleSet):
-        return rules.most_specific(host)
-    return RuleSet(rules).most_specific(host)
+    return rules.most_specific(host)

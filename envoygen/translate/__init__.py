@@ -51,7 +51,7 @@ def access_log(ctx: Context) -> ir.AccessLog | None:
 def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
     """One workload's resolved view → its IR.  Reads no file and renders nothing."""
     workload = view.workload
-    ctx = Context(view.resources, workload, options, findings, view)
+    ctx = Context(view, options, findings)
     registry, rules = view.registry, view.rules
     log = access_log(ctx)
     listeners = build_listeners(ctx, registry, rules, log)

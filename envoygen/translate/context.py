@@ -22,9 +22,15 @@ class Options:
 
 @dataclass
 class Context:
-    resources: Resources
-    workload: Workload
+    view: View
     options: Options
     findings: Findings
-    view: View
     secrets: dict[str, ir.Secret] = field(default_factory=dict)  # by SDS name
+
+    @property
+    def resources(self) -> Resources:
+        return self.view.resources
+
+    @property
+    def workload(self) -> Workload:
+        return self.view.workload
