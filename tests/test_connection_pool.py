@@ -25,6 +25,7 @@ import http.client
 import textwrap
 
 from harness import LOCALHOST, http_get, wait_until
+from istio_docs import dump, gateway_doc
 
 NS = "pool"
 MAX = 4294967295
@@ -40,16 +41,7 @@ def cluster_name(short: str) -> str:
 
 
 def gateway_yaml() -> str:
-    return f"""
-apiVersion: networking.istio.io/v1beta1
-kind: Gateway
-metadata: {{name: gw, namespace: {NS}}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-  - port: {{number: 80, name: http, protocol: HTTP}}
-    hosts: ["*"]
-"""
+    return dump(gateway_doc(ns=NS))
 
 
 def service_yaml(short: str, port: int, dr: str | None = None) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from envoygen import ir
 from envoygen.pipeline import Request, translate_inputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,13 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 def key_bytes() -> list[bytes]:
     """The private keys the coolstore-mtls sample's Secrets hold, as the IR carries them."""
     compiled = translate_inputs(Request((str(REPO / "samples/coolstore-mtls"),)))
-    return [c for s in compiled.bundles[0].bootstrap.secrets for n, c in s.files if n.endswith(".key")]
+    return [c for s in compiled.bundles[0].bootstrap.secrets for n, c in s.files if ir.is_private_key_file(n)]
 
 
 def test_repr_of_the_ir_shows_no_key_bytes() -> None:
     compiled = translate_inputs(Request((str(REPO / "samples/coolstore-mtls"),)))
     boot = compiled.bundles[0].bootstrap
-    keys = [c for s in boot.secrets for n, c in s.files if n.endswith(".key")]
+    keys = [c for s in boot.secrets for n, c in s.files if ir.is_private_key_file(n)]
     assert keys and all(b"PRIVATE KEY" in k for k in keys)  # the IR does carry them, to be written 0600
     for text in (repr(boot), str(boot), repr(boot.secrets), str(boot.secrets[0])):
         for k in keys:
