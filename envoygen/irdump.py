@@ -43,57 +43,34 @@ def _file_from_json(d: dict[str, Any]) -> tuple[str, bytes]:
     return d["name"], bytes.fromhex(d["hex"])
 
 
-def dump(value: Any) -> Any:
-    """Plain JSON values for an IR value (dataclasses, tuples, scalars)."""
-    if isinstance(value, ir.Secret):
-        out = {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "files"}
-        out["files"] = [_file_to_json(n, c) for n, c in value.files]
-        return out
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [dump(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): dump(v) for k, v in value.items()}
-    if isinstance(value, bytes):
-        return {"hex": value.hex()}
-    return value
-
-
 def _dataclass_options(tp: Any) -> list[type]:
     args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
     return [a for a in args if dataclasses.is_dataclass(a)]
 
 
-def _dump_field(value: Any, tp: Any) -> Any:
-    """``dump`` with ``@type`` added where ``tp`` allows several dataclasses."""
-    options = _dataclass_options(tp)
-    if len(options) > 1 and dataclasses.is_dataclass(value):
-        return {"@type": type(value).__name__, **_dump_dataclass(value)}
-    if dataclasses.is_dataclass(value) and not isinstance(value, ir.Secret):
-        return _dump_dataclass(value)
-    origin = typing.get_origin(tp)
-    if isinstance(value, tuple) and origin is tuple:
-        args = typing.get_args(tp)
+def _dump(value: Any, tp: Any) -> Any:
+    """Plain JSON values for ``value`` of declared type ``tp``; ``@type`` where ``tp`` allows several dataclasses."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hints = typing.get_type_hints(type(value), vars(ir))
+        out = {"@type": type(value).__name__} if len(_dataclass_options(tp)) > 1 else {}
+        for f in dataclasses.fields(value):
+            if isinstance(value, ir.Secret) and f.name == "files":
+                out["files"] = [_file_to_json(n, c) for n, c in value.files]
+            else:
+                out[f.name] = _dump(getattr(value, f.name), hints[f.name])
+        return out
+    if isinstance(value, tuple):
+        if typing.get_origin(tp) in (Union, types.UnionType):
+            tp = next((a for a in typing.get_args(tp) if typing.get_origin(a) is tuple), tp)
+        args = typing.get_args(tp) if typing.get_origin(tp) is tuple else ()
         if len(args) == 2 and args[1] is Ellipsis:
-            return [_dump_field(v, args[0]) for v in value]
-        return [_dump_field(v, a) for v, a in zip(value, args)]
-    if isinstance(value, tuple) and origin in (Union, types.UnionType):
-        tuple_tp = next((a for a in typing.get_args(tp) if typing.get_origin(a) is tuple), None)
-        if tuple_tp is not None:
-            return _dump_field(value, tuple_tp)
-    return dump(value)
-
-
-def _dump_dataclass(value: Any) -> dict[str, Any]:
-    hints = typing.get_type_hints(type(value), vars(ir))
-    if isinstance(value, ir.Secret):
-        return dump(value)
-    return {f.name: _dump_field(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(value)}
+            return [_dump(v, args[0]) for v in value]
+        return [_dump(v, args[i] if i < len(args) else Any) for i, v in enumerate(value)]
+    return value
 
 
 def dump_bootstrap(b: ir.Bootstrap) -> dict[str, Any]:
-    return _dump_dataclass(b)
+    return _dump(b, ir.Bootstrap)
 
 
 def _load(data: Any, tp: Any) -> Any:
