@@ -38,7 +38,6 @@ from envoygen.credentials import SecretSource, check_credential, resolve_credent
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "webapp.istioinaction.io"
-NOW = datetime.now(timezone.utc)
 REF = dict(ref_file="gw.yaml", ref_line=9, ref_path="spec.servers[0].tls.credentialName")
 
 
@@ -357,7 +356,7 @@ def test_cli_output_resolves_and_checks_clean(out):
     for name, hosts in cases:
         c, findings = resolve_credential(name, "istio-system", {}, out, need_key=True, need_ca=True, **REF)
         assert findings == []
-        assert check_credential(c, hosts, now=NOW, allow_expired=False, **REF) == []
+        assert check_credential(c, hosts, now=datetime.now(timezone.utc), allow_expired=False, **REF) == []
     # and the same through the Secrets file
     text = (out / "s.yaml").read_text()
     assert text.startswith(SECRETS_HEADER + "\n")
@@ -381,7 +380,7 @@ def test_cli_output_resolves_and_checks_clean(out):
     for name, hosts in cases:
         c, findings = resolve_credential(name, "istio-system", secrets, None, need_key=True, need_ca=True, **REF)
         assert findings == [] and c.origin.startswith(f"Secret istio-system/{name} (s.yaml:")
-        assert check_credential(c, hosts, now=NOW, allow_expired=False, **REF) == []
+        assert check_credential(c, hosts, now=datetime.now(timezone.utc), allow_expired=False, **REF) == []
 
 
 def test_cli_namespace(out):
@@ -503,11 +502,15 @@ def test_cli_ca_name_and_rsa(out):
 
 
 def test_cli_days_and_clamping(out):
+    # The clock read here, not at import: a slow suite reaches this test long
+    # after the module was imported.
+    before = datetime.now(timezone.utc)
     assert run("-o", str(out), "--days", "30", "--server", "web=a.example.com").exit_code == 0
+    after = datetime.now(timezone.utc)
     leaf = certs_of((out / "web" / "tls.crt").read_bytes())[0]
-    assert timedelta(days=29) < leaf.not_valid_after_utc - NOW <= timedelta(days=30, minutes=1)
+    assert before + timedelta(days=30) - timedelta(minutes=1) <= leaf.not_valid_after_utc <= after + timedelta(days=30, minutes=1)
     inter = certs_of((out / "_ca" / "intermediate.crt").read_bytes())[0]
-    assert timedelta(days=3649) < inter.not_valid_after_utc - NOW <= timedelta(days=3650, minutes=1)
+    assert before + timedelta(days=3650) - timedelta(minutes=1) <= inter.not_valid_after_utc <= after + timedelta(days=3650, minutes=1)
     # a reused CA caps the leaf
     assert run("-o", str(out), "--days", "5000", "--server", "web=a.example.com").exit_code == 0
     leaf = certs_of((out / "web" / "tls.crt").read_bytes())[0]
@@ -569,7 +572,7 @@ def test_sample_certs(name):
     base = REPO / "certs"
     c, findings = resolve_credential(name, "istio-system", {}, base, need_key=True, need_ca=True, **REF)
     assert findings == []
-    assert check_credential(c, SAMPLES[name], now=NOW, allow_expired=False, **REF) == []
+    assert check_credential(c, SAMPLES[name], now=datetime.now(timezone.utc), allow_expired=False, **REF) == []
     leaf = certs_of(c.cert_chain)[0]
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc >= timedelta(days=3649)
     if name == "webapp-client":

@@ -378,18 +378,27 @@ def test_unpullable_base_image_falls_back_plainly(docker_client, base_image, rea
 @docker
 def test_build_failure_reports_the_log_tail(docker_client, base_image, reaper, tmp_path) -> None:  # noqa: ANN001, F811
     bundle = write_bundle(tmp_path / "b")
-    with (bundle / "Dockerfile").open("a") as f:
-        f.write("COPY no-such-file-in-the-bundle /x\n")
+    # A label unique to this build right after the final FROM: every image a
+    # step of this build commits carries it (and none is a cache hit), so the
+    # check below sees only this build's leftovers, whatever other builds run
+    # on the engine meanwhile.
+    marker = unique("failed-build")
+    dockerfile = (bundle / "Dockerfile").read_text()
+    head, sep, tail = dockerfile.rpartition("FROM ${BASE_IMAGE}\n")
+    assert sep, "the bundle Dockerfile changed shape: update this test"
+    (bundle / "Dockerfile").write_text(
+        f"{head}{sep}LABEL io.envoygen.test.marker={marker}\n{tail}COPY no-such-file-in-the-bundle /x\n"
+    )
     tag = gateway_tag(reaper)
-    before = {i.id for i in docker_client.images.list(all=True)}
     with pytest.raises(EnvironmentProblem) as err:
         image.build_image(bundle, tag, progress=lambda _l: None)
     msg = err.value.format_message()
     assert f"docker build of {tag} failed" in msg
     assert "no-such-file-in-the-bundle" in msg
     assert "last lines of the build log" in msg
-    # The steps that did finish left no untagged image behind.
-    assert {i.id for i in docker_client.images.list(all=True)} <= before
+    # The steps that did finish (the marker, both COPYs, ENV, USER, ...) left no
+    # untagged image behind.
+    assert docker_client.images.list(all=True, filters={"label": f"io.envoygen.test.marker={marker}"}) == []
 
 
 @docker
