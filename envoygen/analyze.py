@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .analyze_policies import check_policies
 from .diagnostics import Findings
 from .model import Res, Resources
 from .model.hosts import HostIndex, fqdn, gateway_ref, matches, split_server_host
@@ -352,3 +353,4 @@ def analyze(resources: Resources, workloads: list[Workload], views: list[View], 
     check_gateways(resources, workloads, f)
     check_virtual_services(resources, workloads, views, f)
     check_destination_rules(resources, f)
+    check_policies(resources, workloads, f)

@@ -41,6 +41,9 @@ CODES: dict[str, str] = {
     "EG0212": "no listener would be produced for a server, or for a whole gateway workload",
     "EG0213": "several VirtualServices for one host with conflicting routes",
     "EG0214": "two listeners would bind the same port (gateway, admin, readiness, stats)",
+    "EG0215": "policy (AuthorizationPolicy, RequestAuthentication, EnvoyFilter, Telemetry) applies to no gateway workload",
+    "EG0216": "AuthorizationPolicy rule uses HTTP-only fields on a TCP filter chain",
+    "EG0217": "AuthorizationPolicy action CUSTOM (ext_authz provider) is not supported",
     # credentials
     "EG0301": "credential referenced but absent",
     "EG0302": "credential name is not a valid Kubernetes name",

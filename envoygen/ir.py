@@ -177,6 +177,55 @@ class RouteConfig:
     virtual_hosts: tuple[VirtualHost, ...]
 
 
+# ------------------------------------------------------------------ policies (RBAC)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """envoy.type.matcher.v3.StringMatcher, with every pattern Istio's authz builder writes."""
+
+    kind: Literal["exact", "prefix", "suffix", "safe_regex"]
+    value: str
+    ignore_case: bool = False
+
+
+@dataclass(frozen=True)
+class RbacRule:
+    """One node of an RBAC permission or principal (envoy.config.rbac.v3); ``kind`` names the oneof.
+
+    ``and``/``or``/``not`` render as and_rules/or_rules/not_rule in a permission and as
+    and_ids/or_ids/not_id in a principal."""
+
+    kind: Literal["any", "and", "or", "not", "header", "url_path", "uri_template", "destination_port",
+                  "destination_ip", "requested_server_name", "direct_remote_ip", "remote_ip", "authenticated",
+                  "metadata"]
+    children: tuple["RbacRule", ...] = ()
+    name: str = ""  # header name, or the metadata's filter
+    matcher: Matcher | None = None  # header string_match (None: present_match), url_path, SNI, authenticated
+    path: tuple[str, ...] = ()  # metadata path keys
+    values: tuple[Matcher, ...] = ()  # metadata: one string_match, several or_match
+    list_match: bool = False  # metadata holding a list (JWT claims): its one_of, or the value itself
+    cidr: tuple[str, int] | None = None
+    port: int = 0
+    template: str = ""  # uri_template path_template
+
+
+@dataclass(frozen=True)
+class RbacPolicy:
+    name: str
+    permissions: tuple[RbacRule, ...]
+    principals: tuple[RbacRule, ...]
+
+
+@dataclass(frozen=True)
+class Rbac:
+    """One RBAC filter (HTTP or network): enforced rules and/or shadow (dry-run) rules of one action."""
+
+    action: Literal["ALLOW", "DENY", "LOG"]
+    rules: tuple[RbacPolicy, ...] | None  # None: no enforced policy of this action (only dry-run ones)
+    shadow: tuple[RbacPolicy, ...] | None = None
+
+
 # ------------------------------------------------------------------ listeners
 
 
@@ -197,6 +246,7 @@ class HttpConnectionManager:
     uses_fault: bool = False
     uses_cors: bool = False
     request_headers_timeout: float | None = None  # None: Envoy's default (disabled), as Istio leaves it
+    rbac: tuple[Rbac, ...] = ()  # envoy.filters.http.rbac filters, in Istio's order (AUDIT, DENY, ALLOW)
 
 
 @dataclass(frozen=True)
@@ -251,6 +301,7 @@ class FilterChain:
     tls: DownstreamTls | None = None
     http: HttpConnectionManager | None = None
     tcp: TcpProxy | None = None
+    network_rbac: tuple[Rbac, ...] = ()  # envoy.filters.network.rbac before the TCP proxy
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,11 @@ from .base import Loose, NoEffectMarker, UnsupportedMarker
 from .core import Secret, Service
 from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService
 from .operator import IstioOperator
+from .security import SECURITY_GROUP, SECURITY_VERSIONS, AuthorizationPolicy, RequestAuthentication
 
 T = TypeVar("T")
+
+_SECURITY: dict[str, type[BaseModel]] = {"AuthorizationPolicy": AuthorizationPolicy}
 
 _NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
                "ServiceEntry": ServiceEntry}
@@ -33,7 +36,6 @@ _REFUSED = {
     ("networking.istio.io", "EnvoyFilter"): "EnvoyFilter patches are not applied by envoygen",
     ("networking.istio.io", "WorkloadEntry"): "WorkloadEntry endpoints are not implemented; use ServiceEntry endpoints",
     ("networking.istio.io", "WorkloadGroup"): "WorkloadGroup is not implemented",
-    ("security.istio.io", "AuthorizationPolicy"): "AuthorizationPolicy is not implemented",
     ("security.istio.io", "RequestAuthentication"): "RequestAuthentication (JWT) is not implemented",
     ("telemetry.istio.io", "Telemetry"): "Telemetry is not implemented; use meshConfig.accessLogFile",
     ("extensions.istio.io", "WasmPlugin"): "WasmPlugin is not implemented",
@@ -85,11 +87,14 @@ class Resources:
     services: list[Res[Service]] = field(default_factory=list)
     secrets: list[Res[Secret]] = field(default_factory=list)
     operators: list[Res[IstioOperator]] = field(default_factory=list)
+    authorization_policies: list[Res[AuthorizationPolicy]] = field(default_factory=list)
+    request_authentications: list[Res[RequestAuthentication]] = field(default_factory=list)
     secret_data: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
 
     def all(self) -> list[Res[Any]]:
         return [*self.gateways, *self.virtual_services, *self.destination_rules, *self.service_entries,
-                *self.services, *self.secrets, *self.operators]
+                *self.services, *self.secrets, *self.operators, *self.authorization_policies,
+                *self.request_authentications]
 
 
 def _loc_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -210,6 +215,12 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
         model = Service if kind == "Service" else Secret
     elif kind == "IstioOperator" and group == "install.istio.io":
         model = IstioOperator
+    elif group == SECURITY_GROUP and kind in _SECURITY:
+        if version not in SECURITY_VERSIONS:
+            findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
+                           + ", ".join(f"{group}/{v}" for v in SECURITY_VERSIONS), "apiVersion")
+            return
+        model = _SECURITY[kind]
     elif (group, kind) in _REFUSED:
         findings.error(doc.file, doc.line, "EG0104", f"{label}: {_REFUSED[(group, kind)]}; remove it or keep it out of envoygen's input", "kind")
         return
@@ -261,3 +272,7 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
         res.secret_data[(namespace, name)] = _decode_secret(r, findings)
     elif kind == "IstioOperator":
         res.operators.append(r)
+    elif kind == "AuthorizationPolicy":
+        res.authorization_policies.append(r)
+    elif kind == "RequestAuthentication":
+        res.request_authentications.append(r)

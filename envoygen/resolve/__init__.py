@@ -11,12 +11,14 @@ turns it into IR without building any of it again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..diagnostics import Findings
 from ..model import Res, Resources
 from ..model.hosts import gateway_ref
 from ..model.networking import VirtualService
 from ..workloads import Workload
+from .policies import policies_for
 from .material import Material, MaterialOptions, Ref
 from .registry import ROOT_NAMESPACE, MergedRule, ServiceInfo, build_registry, merged_rules, rule_for
 
@@ -56,6 +58,7 @@ class View:
     registry: dict[str, ServiceInfo]
     rules: dict[str, MergedRule]
     material: Material  # TLS material named by the configuration: read and checked here, never in translate
+    authorization_policies: list[Res[Any]] = field(default_factory=list)  # those attached to this workload
     _bound: dict[str, list[Res[VirtualService]]] = field(default_factory=dict, repr=False)
     _ordered: dict[str, list[Res[VirtualService]]] = field(default_factory=dict, repr=False)
 
@@ -79,7 +82,8 @@ def resolve(resources: Resources, workload: Workload, findings: Findings,
     registry, rules = resolve_namespace(resources, workload.namespace, findings)
     return View(resources, workload, registry, rules,
                 Material(resources, workload.namespace, material or MaterialOptions(), findings),
-                _bound_by_gateway(resources))
+                authorization_policies=policies_for(resources.authorization_policies, workload),
+                _bound=_bound_by_gateway(resources))
 
 
 def summary(view: View) -> dict:
@@ -108,4 +112,5 @@ def summary(view: View) -> dict:
         "registry": registry,
         "destinationRules": rules,
         "virtualServices": {g: [v.key for v in view.virtual_services_for(g)] for g in gateways},
+        **({"authorizationPolicies": [p.key for p in view.authorization_policies]} if view.authorization_policies else {}),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import ir, names
 from ..diagnostics import Findings
 from ..resolve import View
+from .authz import attach_rbac
 from .clusters import build_cluster
 from .context import Context, Options
 from .gateway import build_listeners
@@ -54,7 +55,7 @@ def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
     ctx = Context(view, options, findings)
     registry, rules = view.registry, view.rules
     log = access_log(ctx)
-    listeners = build_listeners(ctx, registry, rules, log)
+    listeners = attach_rbac(build_listeners(ctx, registry, rules, log), view.authorization_policies, findings)
     clusters: list[ir.Cluster] = []
     for host in sorted(registry):
         svc = registry[host]

@@ -1,0 +1,54 @@
+"""Which workload-scoped policies (AuthorizationPolicy, RequestAuthentication, ...) apply to a gateway workload.
+
+Istio's ``WorkloadPolicyMatcher.ShouldAttachPolicy`` (pilot/pkg/model/policyattachment.go),
+for the namespaces it looks in (the root namespace and the workload's own):
+- a workload that is not a Kubernetes Gateway API gateway (no ``gateway.networking.k8s.io/gateway-name``
+  label): a policy with ``targetRef(s)`` never applies; otherwise its ``selector.matchLabels`` must be a
+  subset of the workload's labels (no selector: every workload of the namespace; in the root namespace,
+  every workload);
+- a Gateway API gateway workload: only ``targetRefs`` of kind ``Gateway``
+  (``gateway.networking.k8s.io``) naming it, from a policy in its own namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Res
+from ..workloads import Workload
+from .registry import ROOT_NAMESPACE
+
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+
+def _target_refs(spec: Any) -> list[Any]:
+    refs = list(getattr(spec, "target_refs", None) or [])
+    if not refs and getattr(spec, "target_ref", None) is not None:
+        refs = [spec.target_ref]
+    return refs
+
+
+def policy_applies(res: Res[Any], workload: Workload) -> bool:
+    """Whether the policy ``res`` (any kind with ``selector``/``targetRefs``) attaches to ``workload``."""
+    if res.namespace not in (ROOT_NAMESPACE, workload.namespace):
+        return False
+    spec = res.obj.spec
+    refs = _target_refs(spec)
+    gateway_name = workload.labels.get(GATEWAY_NAME_LABEL)
+    if gateway_name is None:
+        if refs:
+            return False
+        selector = spec.selector.match_labels if spec.selector is not None else {}
+        return workload.selects(selector)
+    for ref in refs:
+        if res.namespace != workload.namespace or ref.namespace not in ("", workload.namespace):
+            continue
+        if ref.kind == "Gateway" and ref.group == "gateway.networking.k8s.io" and ref.name == gateway_name:
+            return True
+    return False
+
+
+def policies_for(items: list[Res[Any]], workload: Workload) -> list[Res[Any]]:
+    """The policies of ``items`` that attach to ``workload``, root namespace first, each by creation time."""
+    chosen = [r for r in items if policy_applies(r, workload)]
+    return sorted(chosen, key=lambda r: (r.namespace != ROOT_NAMESPACE, r.sort_key()))
