@@ -1,0 +1,281 @@
+"""Faults behind the gateway, as a client sees them (issue 13), with the stock Envoy and
+real backends on 127.0.0.1.
+
+- A backend that is down: 503 for the client, and Istio's response flags in the
+  access log line (``UF`` upstream connection failure, ``URX`` retry limit
+  exceeded: Istio's default policy retried twice first).
+- A service with two endpoints, each restarted in turn during a bounded request
+  loop. Istio's default retry policy
+  (``connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes``,
+  2 retries, other hosts preferred; pilot/pkg/networking/core/route/retry/retry.go)
+  moves a refused connection to the other endpoint. With ROUND_ROBIN load
+  balancing no request fails; with Istio's default LEAST_REQUEST a few percent
+  of the requests made while an endpoint is down still fail (measured, explained
+  in ``test_backend_restarts_with_istio_defaults``). Since Istio 1.24 no status code
+  is in the default retriable list, so a 503 from a backend is *not* retried.
+- Outlier detection (DestinationRule ``consecutive5xxErrors``): an endpoint that
+  starts answering 503 costs the client about that many failures, then it is
+  ejected and all traffic goes to the healthy endpoint.
+- Certificate rotation under a bounded HTTPS load: no failed request, and the new
+  certificate is presented within 2 s (measured, printed).
+
+The in-flight request across SIGTERM is tests/test_image.py
+``test_sigterm_drains_in_flight_requests`` (the image's init) and
+``test_rendered_image_drains_an_in_flight_request`` below; ``envoygen run`` is
+tests/test_run_drain.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from harness import http_get, wait_until
+from test_tls_rotation import DEV_INTERMEDIATE, HOST as TLS_HOST, Hammer, copy_credentials, gateway_yaml, serial, \
+    wait_for_serial
+from envoygen.certs import mint_server
+
+NS = "test"
+HOST = "shop.example.com"
+CLUSTER = f"outbound|80||shop.{NS}.svc.cluster.local"
+ROTATION_BOUND_S = 2.0
+LOOP_MAX_REQUESTS = 5_000
+LOOP_MAX_SECONDS = 30.0
+
+
+def shop_docs(ports: list[int], traffic_policy: dict | None = None) -> str:
+    """Gateway (HTTP 80, HOST) → VirtualService → ServiceEntry ``shop`` with one STATIC
+    endpoint per port on 127.0.0.1 (and a DestinationRule when ``traffic_policy``)."""
+    docs: list[dict] = [
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
+         "spec": {"selector": {"istio": "ingressgateway"},
+                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [HOST]}]}},
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "shop", "namespace": NS},
+         "spec": {"hosts": [HOST], "gateways": ["gw"], "http": [{"route": [{"destination": {"host": "shop"}}]}]}},
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry", "metadata": {"name": "shop", "namespace": NS},
+         "spec": {"hosts": [f"shop.{NS}.svc.cluster.local"],
+                  "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                  "resolution": "STATIC",
+                  "endpoints": [{"address": "127.0.0.1", "ports": {"http": p}} for p in ports]}},
+    ]
+    if traffic_policy is not None:
+        docs.append({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                     "metadata": {"name": "shop", "namespace": NS},
+                     "spec": {"host": "shop", "trafficPolicy": traffic_policy}})
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def retries(gw) -> int:  # noqa: ANN001
+    return sum(v for k, v in gw.stats("upstream_rq_retry$").items() if CLUSTER in k)
+
+
+# --------------------------------------------------------------------------
+# backend down
+
+
+def test_backend_down_gives_503_with_istio_response_flags(backend_factory, gateway_factory, tmp_path) -> None:  # noqa: ANN001
+    shop = backend_factory("shop")
+    log = tmp_path / "access.log"
+    gw = gateway_factory(shop_docs([shop.port]), ports=(80,), args=["--access-log", str(log)],
+                         envoy_args=["--file-flush-interval-msec", "100"])
+    assert http_get(gw, 80, "/up", host=HOST).status == 200
+    shop.stop()  # the only endpoint goes away: connections are refused
+    r = http_get(gw, 80, "/down", host=HOST)
+    assert r.status == 503, r
+    assert r.headers["server"] == "istio-envoy"
+    assert r.body.startswith(b"upstream connect error") and r.body.endswith(b"remote connection failure"), r.body
+
+    line = wait_until(lambda: next((ln for ln in log.read_text().splitlines() if '"GET /down ' in ln), None), 5,
+                      message=f"no access log line for /down in {log}")
+    # Istio's text format: ... %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% ...
+    m = re.search(r'"GET /down HTTP/1\.1" (\d{3}) (\S+) (\S+) ', line)
+    assert m, line
+    code, flags, details = m.group(1), set(m.group(2).split(",")), m.group(3)
+    assert code == "503"
+    assert flags == {"UF", "URX"}, line  # connection failure, after Istio's 2 retries
+    assert details.startswith("upstream_reset_before_response_started{remote_connection_failure"), line
+    assert f'"127.0.0.1:{shop.port}" {CLUSTER} ' in line, line
+    assert retries(gw) == 2  # the default policy's num_retries
+    up = next(ln for ln in log.read_text().splitlines() if '"GET /up ' in ln)
+    assert '" 200 - via_upstream ' in up, up  # no flag when all is well
+
+
+# --------------------------------------------------------------------------
+# a backend restarting during a request loop
+
+
+class Loop:
+    """``threads`` clients sending GETs back to back (new connection each), bounded in
+    count and time; records every status and which backend answered."""
+
+    def __init__(self, gw, threads: int = 3) -> None:  # noqa: ANN001
+        self.gw = gw
+        self.results: list[tuple[int, str]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + LOOP_MAX_SECONDS
+        while not self._stop.is_set() and time.monotonic() < deadline and len(self.results) < LOOP_MAX_REQUESTS:
+            try:
+                r = http_get(self.gw, 80, "/loop", host=HOST, timeout=5)
+                item = (r.status, r.headers.get("x-backend", r.text))
+            except OSError as e:
+                item = (0, repr(e))
+            with self._lock:
+                self.results.append(item)
+
+    def __enter__(self) -> "Loop":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=LOOP_MAX_SECONDS + 10)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.results)
+
+    def wait_for_more(self, n: int) -> None:
+        start = self.count()
+        wait_until(lambda: self.count() >= start + n, 10, message="the request loop stalled")
+
+
+def restart_each(loop: Loop, backends: tuple) -> list[tuple[int, int]]:  # noqa: ANN001
+    """Stop and restart each backend in turn (same port) while ``loop`` runs; returns the
+    (first, last) result index of each down window (in-flight requests at the stop included)."""
+    windows = []
+    loop.wait_for_more(50)
+    for backend in backends:
+        down_from = loop.count()
+        backend.stop()  # stops accepting, then closes the connections Envoy keeps alive to it
+        clean_from = loop.count() + len(loop._threads)  # requests in flight at the stop may still be its
+        loop.wait_for_more(100)  # traffic while it is down
+        backend.start()
+        down_to = loop.count() + len(loop._threads)  # requests in flight at the start may have failed
+        windows.append((down_from, down_to))
+        assert all(who != backend.name for _, who in loop.results[clean_from:down_to - len(loop._threads)])
+        wait_until(lambda: sum(1 for _, who in loop.results[down_to:] if who == backend.name) >= 5, 10,  # noqa: B023
+                   message=f"{backend.name} got no traffic after its restart")
+    loop.wait_for_more(50)
+    return windows
+
+
+def test_backend_restarts_with_round_robin_fail_no_request(backend_factory, gateway_factory) -> None:  # noqa: ANN001
+    """Two endpoints, each restarted in turn under 3 concurrent clients, with a
+    DestinationRule choosing ROUND_ROBIN: the refused connection is retried by Istio's
+    default policy, the previous_hosts predicate makes the round robin pick the other
+    endpoint, and no request fails."""
+    a, b = backend_factory("a"), backend_factory("b")
+    gw = gateway_factory(shop_docs([a.port, b.port], {"loadBalancer": {"simple": "ROUND_ROBIN"}}), ports=(80,))
+    with Loop(gw) as loop:
+        windows = restart_each(loop, (a, b, a))
+    failed = [r for r in loop.results if r[0] != 200]
+    inside = sum(hi - lo for lo, hi in windows)
+    print(f"\n[faults/restart, ROUND_ROBIN] {len(loop.results)} requests ({inside} while an endpoint was down), "
+          f"{len(failed)} failed, {retries(gw)} retries by Envoy; a: {a.count}, b: {b.count}")
+    assert failed == [], failed[:5]
+    assert len(loop.results) >= 400
+    assert retries(gw) >= 0.3 * inside, "few connections were refused: the restarts were not exercised"
+
+
+def test_backend_restarts_with_istio_defaults(backend_factory, gateway_factory) -> None:  # noqa: ANN001
+    """The same restarts with Istio's defaults only (no DestinationRule): the default retries
+    save nearly every request, but not all. Measured finding: under concurrent load Envoy's
+    LEAST_REQUEST (Istio's default) prefers the stopped endpoint (its refused attempts end at
+    once, so it has the fewest active requests), so all three attempts of a few percent of
+    the requests during the down window land on it (503 UF,URX; 2.4 % expected with 3
+    clients, 0.75 x (0.75^6)^2). Outside the down windows nothing fails."""
+    a, b = backend_factory("a"), backend_factory("b")
+    gw = gateway_factory(shop_docs([a.port, b.port]), ports=(80,))
+    with Loop(gw) as loop:
+        windows = restart_each(loop, (a, b, a))
+    inside = {i for lo, hi in windows for i in range(lo, hi)}
+    failed_out = [r for i, r in enumerate(loop.results) if r[0] != 200 and i not in inside]
+    failed_in = [r for i, r in enumerate(loop.results) if r[0] != 200 and i in inside]
+    print(f"\n[faults/restart] {len(loop.results)} requests, {len(inside)} in down windows, {len(failed_in)} of them "
+          f"failed, {len(failed_out)} failed outside; {retries(gw)} retries by Envoy; a: {a.count}, b: {b.count}")
+    assert failed_out == [], failed_out[:5]
+    assert all(status == 503 and "retried and the latest reset reason: remote connection failure" in why
+               for status, why in failed_in), failed_in[:3]
+    # without the retries about 3 in 4 of these would fail (the stopped endpoint is preferred)
+    assert len(failed_in) <= 0.10 * len(inside), (len(failed_in), len(inside))
+    assert retries(gw) >= 0.3 * len(inside), retries(gw)
+
+
+# --------------------------------------------------------------------------
+# outlier detection
+
+
+def test_outlier_detection_ejects_an_endpoint_that_starts_failing(backend_factory, gateway_factory) -> None:  # noqa: ANN001
+    good, flaky = backend_factory("good"), backend_factory("flaky")
+    policy = {"loadBalancer": {"simple": "ROUND_ROBIN"},
+              "outlierDetection": {"consecutive5xxErrors": 3, "interval": "1s", "baseEjectionTime": "60s",
+                                   "maxEjectionPercent": 100}}
+    gw = gateway_factory(shop_docs([good.port, flaky.port], policy), ports=(80,))
+    before = [http_get(gw, 80, "/", host=HOST) for _ in range(20)]
+    assert {r.status for r in before} == {200}
+    assert flaky.count >= 3 and good.count >= 3  # both endpoints serve while healthy
+
+    flaky.status = 503  # from now on every answer of this endpoint is a 503
+    flaky_before = flaky.count
+    seen = [http_get(gw, 80, "/", host=HOST) for _ in range(60)]
+    failures = [r for r in seen if r.status != 200]
+    assert all(r.status == 503 and r.headers.get("x-backend") == "flaky" for r in failures), failures[:3]
+    # 503 is not retried by Istio's default policy: the client sees each one, about
+    # consecutive5xxErrors of them (a few more may race the ejection across Envoy's workers)
+    assert 3 <= len(failures) <= 6, [r.status for r in seen]
+    assert flaky.count - flaky_before == len(failures)
+    tail = seen[[i for i, r in enumerate(seen) if r.status != 200][-1] + 1:]
+    assert len(tail) >= 40 and all(r.headers.get("x-backend") == "good" for r in tail)
+    ejected = {k: v for k, v in gw.stats("ejections_enforced_consecutive_5xx").items() if CLUSTER in k}
+    assert list(ejected.values()) == [1], ejected
+    health = [ln for ln in gw.admin("clusters").splitlines()
+              if ln.startswith(f"{CLUSTER}::127.0.0.1:{flaky.port}::health_flags")]
+    assert health and "failed_outlier_check" in health[0], health
+
+
+# --------------------------------------------------------------------------
+# certificate rotation under load
+
+
+def test_certificate_rotation_under_https_load(tmp_path: Path, backend_factory, gateway_factory) -> None:  # noqa: ANN001
+    """Three rotations by rename (docs/rotation.md) while 4 clients make new TLS
+    connections back to back: none fails; each new certificate is served within 2 s."""
+    webapp = backend_factory("webapp")
+    creds = copy_credentials(tmp_path, ["webapp-credential"])
+    gw = gateway_factory(gateway_yaml("SIMPLE", webapp.port), ports=(443,), args=["--credentials-dir", str(creds)])
+    live = gw.out_dir / "certs" / "webapp-credential"
+    staging = gw.workdir / "staging"
+    staging.mkdir()
+    switches: list[float] = []
+    served = [serial((live / "tls.crt").read_bytes())]
+    with Hammer(gw) as h:
+        time.sleep(0.5)
+        for _ in range(3):
+            new = mint_server([TLS_HOST], DEV_INTERMEDIATE)
+            (staging / "tls.crt").write_bytes(new.cert)
+            (staging / "tls.key").write_bytes(new.key)
+            os.chmod(staging / "tls.key", 0o600)
+            os.rename(staging / "tls.key", live / "tls.key")
+            os.rename(staging / "tls.crt", live / "tls.crt")
+            switches.append(wait_for_serial(gw, serial(new.cert), timeout=ROTATION_BOUND_S + 3))
+            served.append(serial(new.cert))
+            time.sleep(1.0)  # traffic on each new certificate
+    print(f"\n[faults/rotation] {h.sent} HTTPS requests ({h.ok} ok, {len(h.failures)} failed); new certificate "
+          f"served after {', '.join(f'{s:.3f}' for s in switches)} s (max {max(switches):.3f} s)")
+    assert h.failures == [], h.failures[:5]
+    assert h.sent >= 100
+    assert max(switches) <= ROTATION_BOUND_S, switches
+    assert h.all_serials() == set(served)
+
