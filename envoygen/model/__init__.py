@@ -78,6 +78,12 @@ class Res(Generic[T]):
         return (self.created, self.name, self.namespace)
 
 
+# which Resources list holds each kind
+_LIST_OF = {"Gateway": "gateways", "VirtualService": "virtual_services", "DestinationRule": "destination_rules",
+            "ServiceEntry": "service_entries", "Service": "services", "Secret": "secrets", "IstioOperator": "operators",
+            "AuthorizationPolicy": "authorization_policies", "RequestAuthentication": "request_authentications"}
+
+
 @dataclass
 class Resources:
     gateways: list[Res[Gateway]] = field(default_factory=list)
@@ -257,22 +263,6 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
         return
     seen[ident] = doc
     r = Res(obj, doc, namespace)
-    if kind == "Gateway":
-        res.gateways.append(r)
-    elif kind == "VirtualService":
-        res.virtual_services.append(r)
-    elif kind == "DestinationRule":
-        res.destination_rules.append(r)
-    elif kind == "ServiceEntry":
-        res.service_entries.append(r)
-    elif kind == "Service":
-        res.services.append(r)
-    elif kind == "Secret":
-        res.secrets.append(r)
+    getattr(res, _LIST_OF[kind]).append(r)
+    if kind == "Secret":
         res.secret_data[(namespace, name)] = _decode_secret(r, findings)
-    elif kind == "IstioOperator":
-        res.operators.append(r)
-    elif kind == "AuthorizationPolicy":
-        res.authorization_policies.append(r)
-    elif kind == "RequestAuthentication":
-        res.request_authentications.append(r)
