@@ -51,6 +51,8 @@ def _request(kw: dict[str, Any]) -> Request:
         readiness_port=kw["readiness_port"],
         stats_port=kw["stats_port"],
         access_log=kw.get("access_log"),
+        profile=kw.get("profile", "default"),
+        max_heap=kw.get("max_heap", 2 * 1024**3),
     )
     material = MaterialOptions(credentials_dir=kw.get("credentials_dir"), allow_expired=kw.get("allow_expired", False))
     return Request(tuple(kw["paths"]), kw["namespace"], kw.get("gateway"), opts, kw.get("templates"),

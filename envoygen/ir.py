@@ -169,6 +169,7 @@ class VirtualHost:
     routes: tuple[Route, ...]
     require_tls: bool = False
     include_request_attempt_count: bool = True
+    request_body_buffer_limit: int | None = None  # bytes of request body buffered (for retries); None: the connection's
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,21 @@ class AccessLog:
 
 
 @dataclass(frozen=True)
+class HttpHardening:
+    """What an edge proxy sets on a connection manager (translate/hardening.py); defaults: Istio's gateway."""
+    request_headers_timeout: float | None = None  # None: Envoy's default (disabled)
+    stream_idle_timeout: float = 0.0  # 0: disabled, as Istio's gateways
+    request_timeout: float | None = None  # None: Envoy's default (disabled)
+    idle_timeout: float | None = None  # common_http_protocol_options.idle_timeout; None: Envoy's default (1 h)
+    headers_with_underscores_action: Literal["ALLOW", "REJECT_REQUEST"] = "ALLOW"
+    merge_slashes: bool = False
+    path_with_escaped_slashes_action: Literal["KEEP_UNCHANGED", "UNESCAPE_AND_REDIRECT"] = "KEEP_UNCHANGED"
+    http2_max_concurrent_streams: int | None = None  # None: Envoy 1.40 defaults: 1024 streams, 16 MiB, 24 MiB
+    http2_initial_stream_window_size: int | None = None
+    http2_initial_connection_window_size: int | None = None
+
+
+@dataclass(frozen=True)
 class HttpConnectionManager:
     stat_prefix: str
     route_config: RouteConfig
@@ -245,7 +261,7 @@ class HttpConnectionManager:
     access_log: AccessLog | None = None
     uses_fault: bool = False
     uses_cors: bool = False
-    request_headers_timeout: float | None = None  # None: Envoy's default (disabled), as Istio leaves it
+    hardening: HttpHardening = field(default_factory=HttpHardening)
     rbac: tuple[Rbac, ...] = ()  # envoy.filters.http.rbac filters, in Istio's order (AUDIT, DENY, ALLOW)
 
 
@@ -312,6 +328,7 @@ class Listener:
     filter_chains: tuple[FilterChain, ...]
     tls_inspector: bool = False
     access_log: AccessLog | None = None
+    buffer_limit: int | None = None  # per_connection_buffer_limit_bytes; None: Envoy's default (1 MiB)
 
 
 # ------------------------------------------------------------------ clusters
@@ -380,6 +397,7 @@ class Cluster:
     port: int = 0
     subset: str = ""
     direction: str = "outbound"
+    buffer_limit: int | None = None  # per_connection_buffer_limit_bytes; None: Envoy's default (1 MiB)
 
 
 # ------------------------------------------------------------------ secrets and bootstrap
@@ -418,6 +436,13 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Overload:
+    max_heap_bytes: int  # the overload manager's fixed_heap monitor; its actions trigger at these fractions
+    shrink_heap_at: float  # fraction of max_heap_bytes
+    stop_accepting_requests_at: float
+
+
+@dataclass(frozen=True)
 class Bootstrap:
     node_id: str
     node_cluster: str
@@ -432,3 +457,4 @@ class Bootstrap:
     stats_listener: str
     readiness_listener: str
     bound_ports: tuple[int, ...] = ()
+    overload: Overload | None = None  # None: only the global connection limit, as Istio

@@ -40,6 +40,23 @@ class LabelsType(click.ParamType):
         return out
 
 
+class ByteSizeType(click.ParamType):
+    """A size in bytes: 2Gi, 512Mi, 1G, 1048576; 0 allowed."""
+
+    name = "SIZE"
+    UNITS = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2, "g": 1000**3, "gi": 1024**3}
+
+    def convert(self, value: Any, param, ctx) -> int:  # noqa: ANN001
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        digits = text.rstrip("KMGikmgB").strip()
+        unit = text[len(digits):].strip().lower().removesuffix("b")
+        if not digits.isdigit() or unit not in self.UNITS:
+            self.fail(f"{text!r} is not a size, e.g. 2Gi, 512Mi, 1G or a number of bytes (0: none)", param, ctx)
+        return int(digits) * self.UNITS[unit]
+
+
 def _port(name: str, default: int, what: str) -> Callable:
     return click.option(name, type=click.IntRange(1, 65535), default=default, show_default=True, help=what)
 
@@ -68,6 +85,13 @@ def render_options(f: Callable) -> Callable:
                      help="Write envoy.yaml or envoy.json."),
         click.option("--access-log", default=None, metavar="PATH",
                      help="Access log file (e.g. /dev/stdout); overrides meshConfig.accessLogFile. Empty: none."),
+        click.option("--profile", type=click.Choice(["default", "edge"]), default="default", show_default=True,
+                     help="Hardening profile (docs/hardening.md). edge: also the settings an Istio user would notice "
+                          "(headers with underscores refused, HTTP/2 stream limits, 5 min stream idle and request timeouts, "
+                          "slashes merged), with Istio's EDGE connection-settings values."),
+        click.option("--max-heap", type=ByteSizeType(), default="2Gi", show_default=True,
+                     help="Heap size for the overload manager: Envoy shrinks its heap at 95 % and stops accepting "
+                          "requests at 98 %. 0: no heap actions."),
     ]
     for o in reversed(opts):
         f = o(f)

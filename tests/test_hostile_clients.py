@@ -35,7 +35,7 @@ from test_tls_rotation import CERTS, HOST, ROOT_CA, gateway_yaml
 
 CRLF = b"\r\n"
 
-TIMEOUT_S = 10.0  # translate/gateway.py REQUEST_HEADERS_TIMEOUT
+TIMEOUT_S = 10.0  # translate/hardening.py DEFAULT_HTTP.request_headers_timeout
 
 
 def test_dribbled_headers_are_cut_off_by_the_request_headers_timeout(backend_factory, gateway_factory) -> None:

@@ -80,6 +80,7 @@ def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
         workload=workload.name,
         namespace=workload.namespace,
         bound_ports=tuple(bound),
+        overload=ctx.hardening.overload,
     )
 
 

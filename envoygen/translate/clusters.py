@@ -180,5 +180,6 @@ def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, ru
         service=svc.host,
         port=port.number,
         subset=subset,
+        buffer_limit=ctx.hardening.cluster_buffer_limit,
         **kw,
     )

@@ -118,19 +118,13 @@ def server_vs_hosts(bs: BoundServer, vs: Res[VirtualService]) -> list[str]:
     return index.intersect(vs_hosts)
 
 
-# Edge hardening applied by default (docs/hardening.md): a client must finish sending its
-# request headers within this many seconds (Envoy's edge guidance; Istio sets none, so a
-# client dribbling headers holds a connection forever). Well-behaved clients never notice.
-REQUEST_HEADERS_TIMEOUT = 10.0
-
-
 def _hcm(ctx: Context, stat_prefix: str, rc: ir.RouteConfig, access_log: ir.AccessLog | None) -> ir.HttpConnectionManager:
     topo = ctx.workload.mesh.default_config.gateway_topology if ctx.workload.mesh.default_config else None
     hops = topo.num_trusted_proxies if topo and topo.num_trusted_proxies else 0
     routes = [r for vh in rc.virtual_hosts for r in vh.routes]
     return ir.HttpConnectionManager(stat_prefix, rc, hops, access_log,
                                     uses_fault=any(r.fault for r in routes), uses_cors=any(r.cors for r in routes),
-                                    request_headers_timeout=REQUEST_HEADERS_TIMEOUT)
+                                    hardening=ctx.hardening.http)
 
 
 def build_route_config(ctx: Context, name: str, servers: list[BoundServer], registry: dict[str, ServiceInfo],
@@ -172,6 +166,7 @@ def build_route_config(ctx: Context, name: str, servers: list[BoundServer], regi
             domains=(host,),
             routes=tuple(sort_vhost_routes(vh["routes"])),
             require_tls=vh["tls"],
+            request_body_buffer_limit=ctx.hardening.request_body_buffer_limit,
         ))
     out.sort(key=lambda v: v.name)
     if not out:
@@ -264,6 +259,7 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                                  "(Istio omits such a listener)", first.path("port"))
             continue
         inspector = any(c.server_names for c in chains)
-        listeners.append(ir.Listener(lname, group.bind, group.port, tuple(chains), inspector, access_log))
+        listeners.append(ir.Listener(lname, group.bind, group.port, tuple(chains), inspector, access_log,
+                                     buffer_limit=ctx.hardening.listener_buffer_limit))
     listeners.sort(key=lambda l: (l.port, l.address))
     return listeners
