@@ -3,8 +3,13 @@
 Each YAML document becomes a :class:`Document` with plain Python data and a
 ``positions`` map from field path (a tuple of keys and list indexes) to the
 1-based line where that field starts, so that later stages can point errors at
-``FILE:LINE``.  Hostile input is bounded here: file size, node count (which also
-stops alias bombs, since aliases are expanded while counting) and nesting depth.
+``FILE:LINE``.
+
+One pass over libyaml's events (C-accelerated parsing when PyYAML has libyaml)
+builds the values and records the positions together; there is no node tree
+and no second walk.  Hostile input is bounded here: file size, node count
+(aliases count with the size of what they refer to, without being expanded),
+nodes reached through aliases, and nesting depth (aliases included).
 """
 
 from __future__ import annotations
@@ -24,13 +29,20 @@ try:  # libyaml when present: an order of magnitude faster on big inputs
 except ImportError:  # pragma: no cover - depends on the PyYAML build
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_NODES_PER_FILE = 500_000
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_NODES_PER_FILE = 5_000_000
+MAX_ALIAS_NODES = 200_000  # nodes reached through aliases, per file: bounds what later stages expand
 MAX_DEPTH = 64
 
 _SCALARS = yaml.constructor.SafeConstructor()
-_COLLECTION_TAGS = ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
-_PRESCAN_BYTES = 1024 * 1024  # below this a file cannot hold MAX_NODES_PER_FILE nodes
+_IMPLICIT = _Loader.yaml_implicit_resolvers  # first character -> [(tag, regexp)]
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_AS_TEXT = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary")  # Kubernetes treats these as strings
+_Scalar, _Alias = yaml.ScalarEvent, yaml.AliasEvent
+_SeqStart, _MapStart = yaml.SequenceStartEvent, yaml.MappingStartEvent
+_SeqEnd, _MapEnd = yaml.SequenceEndEvent, yaml.MappingEndEvent
+_NO_KEY = object()
+
 
 Path_ = tuple[Any, ...]
 
@@ -57,62 +69,211 @@ class _TooBig(Exception):
     pass
 
 
-class _Converter:
-    def __init__(self, budget: list[int]) -> None:
-        self.budget = budget
+class _Builder:
+    """Builds one file's documents from libyaml events: Python values, the line of
+    every field, and YAML problems, in one pass.  Aliases share the anchored value;
+    their expanded size counts against the budgets, so an alias bomb is refused
+    after a few hundred events, without expanding anything."""
+
+    def __init__(self, get_event: Any) -> None:
+        self.get = get_event
+        self.nodes = 0
+        self.alias_nodes = 0
+        self.deepest = 0
+        self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, nodes, height)
         self.positions: dict[Path_, int] = {}
         self.problems: list[tuple[int, str, str]] = []  # (line, message, path)
+        self.plain: dict[str, Any] = {}  # plain scalar text -> value (immutable values only)
 
-    def convert(self, node: yaml.Node, path: Path_, depth: int) -> Any:
-        self.budget[0] -= 1
-        if self.budget[0] < 0:
+    def document(self, ev: Any) -> Any:
+        self.anchors = {}
+        self.positions = {}
+        self.problems = []
+        return self.node(ev, (), 0, ev.start_mark.line + 1)
+
+    def _count(self, n: int = 1) -> None:
+        self.nodes += n
+        if self.nodes > MAX_NODES_PER_FILE:
             raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+
+    def node(self, ev: Any, path: Path_, depth: int, line: int) -> Any:
+        """Build the node ``ev`` starts at ``path``, whose known line is ``line``."""
+        cls = type(ev)
+        self.nodes += 1
+        if self.nodes > MAX_NODES_PER_FILE:
+            raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+        if cls is _Scalar:
+            value = self.scalar(ev, path)
+            if ev.anchor is not None:
+                self.anchors[ev.anchor] = (value, 1, 0)
+            return value
+        if cls is _Alias:
+            return self.alias(ev, depth)
         if depth > MAX_DEPTH:
             raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels")
-        if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node, path)
-        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in _COLLECTION_TAGS:
-            self.problems.append((node.start_mark.line + 1, f"unsupported YAML tag {node.tag}", _fmt(path)))
-            return None
-        if isinstance(node, yaml.SequenceNode):
-            out = []
-            for i, item in enumerate(node.value):
-                self.positions[path + (i,)] = item.start_mark.line + 1
-                out.append(self.convert(item, path + (i,), depth + 1))
-            return out
-        if isinstance(node, yaml.MappingNode):
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.problems.append((key_node.start_mark.line + 1, "YAML merge keys (<<) are not supported", _fmt(path)))
-                    continue
-                key = self.convert(key_node, path + ("<key>",), depth + 1)
-                if isinstance(key, (list, dict)):
-                    self.problems.append((key_node.start_mark.line + 1, "a mapping key must be a scalar", _fmt(path)))
-                    continue
-                if key in result:
-                    self.problems.append(
-                        (key_node.start_mark.line + 1, f"duplicate key {key!r} in the same mapping", _fmt(path + (key,)))
-                    )
-                    continue
-                self.positions[path + (key,)] = key_node.start_mark.line + 1
-                result[key] = self.convert(value_node, path + (key,), depth + 1)
-            return result
-        raise _TooBig(f"unexpected YAML node {type(node).__name__}")  # pragma: no cover
+        if depth > self.deepest:
+            self.deepest = depth
+        anchor = ev.anchor
+        if anchor is not None:
+            start, outer, self.deepest = self.nodes, self.deepest, depth
+        tag = ev.tag
+        if cls is _SeqStart:
+            value = self.sequence(path, depth, line) if tag in (None, "!", _SEQ) else self.refuse(ev, path, depth)
+        else:
+            value = self.mapping(path, depth, line) if tag in (None, "!", _MAP) else self.refuse(ev, path, depth)
+        if anchor is not None:
+            self.anchors[anchor] = (value, self.nodes - start + 1, self.deepest - depth)
+            self.deepest = max(outer, self.deepest)
+        return value
 
-    def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
-        tag = node.tag
-        if tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
-            return node.value  # keep the text; Kubernetes treats these as strings
+    def alias(self, ev: Any, depth: int) -> Any:
+        try:
+            value, size, height = self.anchors[ev.anchor]
+        except KeyError:
+            raise yaml.composer.ComposerError(None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark) from None
+        self.alias_nodes += size
+        if self.alias_nodes > MAX_ALIAS_NODES:
+            raise _TooBig(f"aliases expand to more than {MAX_ALIAS_NODES} YAML nodes")
+        self._count(size - 1)
+        if depth + height > MAX_DEPTH:
+            raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels (through an alias)")
+        return value
+
+    def refuse(self, ev: Any, path: Path_, depth: int) -> None:
+        self.problems.append((ev.start_mark.line + 1, f"unsupported YAML tag {ev.tag}", _fmt(path)))
+        self.skip(ev, depth)
+        return None
+
+    def skip(self, ev: Any, depth: int) -> None:
+        """Consume the rest of the node that ``ev`` starts, counting it against the budgets."""
+        cls = type(ev)
+        if cls is _Scalar or cls is _Alias:
+            return
+        level = 1
+        while level:
+            ev = self.get()
+            cls = type(ev)
+            if cls is _SeqStart or cls is _MapStart:
+                level += 1
+                if depth + level > MAX_DEPTH:
+                    raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels")
+            elif cls is _SeqEnd or cls is _MapEnd:
+                level -= 1
+                continue
+            self._count()
+
+    def inline(self, ev: Any) -> Any:
+        """The value of a plain or quoted scalar without tag or anchor whose value is known
+        (the common case, without a call to ``node``), else ``_NO_KEY``."""
+        if type(ev) is not _Scalar or ev.tag is not None or ev.anchor is not None:
+            return _NO_KEY
+        if ev.implicit[0]:
+            value = self.plain.get(ev.value, _NO_KEY)
+        else:
+            value = ev.value
+        if value is not _NO_KEY:
+            self.nodes += 1
+            if self.nodes > MAX_NODES_PER_FILE:
+                raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+        return value
+
+    def sequence(self, path: Path_, depth: int, line: int) -> list[Any]:
+        out: list[Any] = []
+        get, positions, node, inline = self.get, self.positions, self.node, self.inline
+        depth += 1
+        i = -1
+        while True:
+            ev = get()
+            if type(ev) is _SeqEnd:
+                return out
+            i += 1
+            at = ev.start_mark.line + 1
+            if at != line:  # on the line already known for ``path``: line_of finds it without an entry
+                positions[path + (i,)] = at
+            value = inline(ev)
+            out.append(node(ev, path + (i,), depth, at) if value is _NO_KEY else value)
+
+    def mapping(self, path: Path_, depth: int, line: int) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        get, positions, node, inline = self.get, self.positions, self.node, self.inline
+        depth += 1
+        while True:
+            kev = get()
+            if type(kev) is _MapEnd:
+                return result
+            at = kev.start_mark.line + 1
+            key = inline(kev)
+            if key is _NO_KEY:
+                key = self.key(kev, path, depth, at)
+            vev = get()
+            if key is _NO_KEY:
+                self.skip(vev, depth)
+                continue
+            if key in result:
+                self.problems.append((at, f"duplicate key {key!r} in the same mapping", _fmt(path + (key,))))
+                self.skip(vev, depth)
+                continue
+            p = path + (key,)
+            if at != line:
+                positions[p] = at
+            value = inline(vev)
+            result[key] = node(vev, p, depth, at) if value is _NO_KEY else value
+
+    def key(self, kev: Any, path: Path_, depth: int, line: int) -> Any:
+        cls = type(kev)
+        if cls is _Scalar and kev.tag is None and kev.implicit[0] and kev.value == "<<":
+            self.nodes += 1
+            self.problems.append((line, "YAML merge keys (<<) are not supported", _fmt(path)))
+            return _NO_KEY
+        if cls is _SeqStart or cls is _MapStart:
+            self.problems.append((line, "a mapping key must be a scalar", _fmt(path)))
+            self.skip(kev, depth)
+            return _NO_KEY
+        key = self.node(kev, path + ("<key>",), depth, line)
+        if isinstance(key, (list, dict)):  # an alias of a collection
+            self.problems.append((line, "a mapping key must be a scalar", _fmt(path)))
+            return _NO_KEY
+        return key
+
+    def scalar(self, ev: Any, path: Path_) -> Any:
+        tag, value = ev.tag, ev.value
+        if tag is None or tag == "!":
+            if not ev.implicit[0]:
+                return value  # quoted, or block text: a string
+            try:
+                return self.plain[value]
+            except KeyError:
+                pass
+            tag = _STR
+            for candidate, regexp in _IMPLICIT.get(value[:1], ()):
+                if regexp.match(value):
+                    tag = candidate
+                    break
+            if tag == _STR:
+                self.plain[value] = value
+                return value
+            if tag in _AS_TEXT:
+                return value
+            result = self.construct(tag, ev, path)
+            if type(result) in (int, float, bool, type(None)):
+                self.plain[value] = result
+            return result
+        if tag == _STR:
+            return value
+        if tag in _AS_TEXT:
+            return value
+        return self.construct(tag, ev, path)
+
+    def construct(self, tag: str, ev: Any, path: Path_) -> Any:
         ctor = _SCALARS.yaml_constructors.get(tag)
         if ctor is None or tag.startswith("tag:yaml.org,2002:python"):
-            self.problems.append((node.start_mark.line + 1, f"unsupported YAML tag {tag}", _fmt(path)))
-            return node.value
+            self.problems.append((ev.start_mark.line + 1, f"unsupported YAML tag {tag}", _fmt(path)))
+            return ev.value
         try:
-            return ctor(_SCALARS, node)
+            return ctor(_SCALARS, yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style))
         except (yaml.YAMLError, ValueError) as exc:
-            self.problems.append((node.start_mark.line + 1, f"bad scalar: {exc}", _fmt(path)))
-            return node.value
+            self.problems.append((ev.start_mark.line + 1, f"bad scalar: {exc}", _fmt(path)))
+            return ev.value
 
 
 def _fmt(path: Path_) -> str:
@@ -128,40 +289,29 @@ def _fmt(path: Path_) -> str:
 format_path = _fmt
 
 
-def _too_many_nodes(text: str) -> bool:
-    """Count parser events (libyaml, one at a time, no tree) and stop at the node budget,
-    so that a huge flat document is refused before a node tree is built for it."""
-    n = 0
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)):
-            n += 1
-            if n > MAX_NODES_PER_FILE:
-                return True
-    return False
-
-
 def parse_text(text: str, display: str, findings: Findings) -> list[Document]:
     """Parse one file's text into documents; problems become findings."""
     docs: list[Document] = []
-    budget = [MAX_NODES_PER_FILE]
+    loader = _Loader(text)
+    get = loader.get_event
+    builder = _Builder(get)
+    index = -1
     try:
-        if len(text) > _PRESCAN_BYTES and _too_many_nodes(text):
-            findings.error(display, 0, "EG0004", f"more than {MAX_NODES_PER_FILE} YAML nodes; refused")
-            return docs
-        for index, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
-            if node is None:
-                continue
-            conv = _Converter(budget)
+        get()  # StreamStartEvent
+        while type(get()) is not yaml.StreamEndEvent:  # DocumentStartEvent
+            index += 1
+            root = get()
+            line = root.start_mark.line + 1
             try:
-                data = conv.convert(node, (), 0)
+                data = builder.document(root)
             except _TooBig as exc:
-                findings.error(display, node.start_mark.line + 1, "EG0004", f"document {index}: {exc}; refused")
+                findings.error(display, line, "EG0004", f"document {index}: {exc}; refused")
                 return docs
-            for line, message, path in conv.problems:
-                findings.error(display, line, "EG0002", message, path)
-            if data is None:
-                continue
-            docs.append(Document(display, index, node.start_mark.line + 1, data, conv.positions))
+            get()  # DocumentEndEvent
+            for pline, message, path in builder.problems:
+                findings.error(display, pline, "EG0002", message, path)
+            if data is not None:
+                docs.append(Document(display, index, line, data, builder.positions))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -172,6 +322,8 @@ def parse_text(text: str, display: str, findings: Findings) -> list[Document]:
         findings.error(display, 0, "EG0002", f"YAML does not parse: {exc}")
     except RecursionError:
         findings.error(display, 0, "EG0004", "YAML nested too deeply; refused")
+    finally:
+        loader.dispose()
     return docs
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..diagnostics import Findings
 from ..load import Document, format_path
-from .base import Loose, NoEffectMarker, UnsupportedMarker
+from .checks import field_findings
 from .core import Secret, Service
 from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService
 from .operator import IstioOperator
@@ -131,40 +131,6 @@ def _report_validation(exc: ValidationError, doc: Document, kind: str, name: str
             findings.error(doc.file, line, "EG0102", f"{what}: {msg} (found {shown})", path)
 
 
-def _walk_unsupported(obj: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]],
-                      marker_type: type = UnsupportedMarker) -> None:
-    """Paths of fields that are set and carry ``marker_type`` (unsupported, or without effect)."""
-    if isinstance(obj, BaseModel):
-        for fname, finfo in type(obj).model_fields.items():
-            value = getattr(obj, fname)
-            if value is None:
-                continue
-            key = finfo.alias or fname
-            marker = next((m for m in finfo.metadata if isinstance(m, marker_type)), None)
-            if marker is not None:
-                out.append((path + (key,), marker.why))
-                continue
-            _walk_unsupported(value, path + (key,), out, marker_type)
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            _walk_unsupported(v, path + (i,), out, marker_type)
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _walk_unsupported(v, path + (k,), out, marker_type)
-
-
-def _walk_loose_extras(obj: Any, path: tuple[Any, ...], out: list[tuple[Any, ...]]) -> None:
-    if isinstance(obj, BaseModel):
-        if isinstance(obj, Loose) and obj.model_extra:
-            for k in sorted(obj.model_extra):
-                out.append(path + (k,))
-        for fname, finfo in type(obj).model_fields.items():
-            _walk_loose_extras(getattr(obj, fname), path + (finfo.alias or fname,), out)
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            _walk_loose_extras(v, path + (i,), out)
-
-
 def _decode_secret(res: Res[Secret], findings: Findings) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key, value in res.obj.data.items():
@@ -191,9 +157,12 @@ def parse_documents(docs: list[Document], default_namespace: str, findings: Find
             findings.error(doc.file, doc.line, "EG0003", f"document {doc.index} has no apiVersion and kind; not a Kubernetes object")
             continue
         if kind == "List" and api_version == "v1" and isinstance(data.get("items"), list):
+            per_item: dict[Any, dict[tuple[Any, ...], int]] = {}  # grouped in one pass: linear in the List's size
+            for p, ln in doc.positions.items():
+                if len(p) > 2 and p[0] == "items":
+                    per_item.setdefault(p[1], {})[p[2:]] = ln
             for i, item in enumerate(data["items"]):
-                sub_pos = {p[2:]: ln for p, ln in doc.positions.items() if p[:2] == ("items", i)}
-                sub = Document(doc.file, doc.index, doc.line_of(("items", i)), item, sub_pos)
+                sub = Document(doc.file, doc.index, doc.line_of(("items", i)), item, per_item.get(i, {}))
                 _parse_one(sub, sub.data if isinstance(sub.data, dict) else {}, default_namespace, findings, res, seen)
             continue
         _parse_one(doc, data, default_namespace, findings, res, seen)
@@ -238,21 +207,16 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
     except ValidationError as exc:
         _report_validation(exc, doc, kind, name, findings)
         return
-    unsupported: list[tuple[tuple[Any, ...], str]] = []
-    _walk_unsupported(obj, (), unsupported)
-    for path, why in unsupported:
+    checked = field_findings(obj)  # one walk: unsupported, no-effect and loose extra fields
+    for path, why in checked.unsupported:
         findings.error(doc.file, doc.line_of(path), "EG0104", f"{label}: field '{path[-1]}' is not supported: {why}",
                        format_path(path))
-    if unsupported:
+    if checked.unsupported:
         return
-    no_effect: list[tuple[tuple[Any, ...], str]] = []
-    _walk_unsupported(obj, (), no_effect, NoEffectMarker)
-    for path, why in no_effect:
+    for path, why in checked.no_effect:
         findings.info(doc.file, doc.line_of(path), "EG0005", f"{label}: {format_path(path)} has no effect on the gateway ({why})",
                       format_path(path))
-    extras: list[tuple[Any, ...]] = []
-    _walk_loose_extras(obj, (), extras)
-    for path in extras:
+    for path in checked.extras:
         findings.info(doc.file, doc.line_of(path), "EG0005",
                       f"{label}: {format_path(path)} does not configure the ingress gateway; skipped", format_path(path))
     namespace = obj.metadata.namespace or default_ns  # type: ignore[attr-defined]
