@@ -178,11 +178,7 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], view
             f.info(vs.file, vs.line("spec"), "EG0005",
                    f"VirtualService {vs.key} has no gateways, so it binds only to the mesh; skipped", "spec.gateways")
             continue
-        for i, ref in refs:
-            if ref != "mesh" and ref not in gateways:
-                f.error(vs.file, vs.line("spec", "gateways", i), "EG0201",
-                        f"VirtualService {vs.key}: gateway {ref} does not exist in the input", _p("spec", "gateways", i),
-                        "check the name and namespace (<namespace>/<name>)")
+        _check_gateway_refs(f, vs, refs, gateways)
         bound = _bound_gateways(vs, gateways)
         server_ports: set[int] = set()
         for gw in bound:
@@ -204,6 +200,25 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], view
             _check_http_route(f, vs, i, http, registry, rules, server_ports, gateways)
         _check_unreachable(f, vs)
         _check_l4_routes(f, vs, registry, rules, server_ports)
+
+
+def _check_gateway_refs(f: Findings, vs: Res[VirtualService], refs: list[tuple[int, str]],
+                        gateways: dict[str, Res[Gateway]]) -> None:
+    """Istio binds a VirtualService to the gateways that exist: missing ones are a warning naming
+    them, and an error only when none of its gateways exists (it would bind nowhere)."""
+    missing = [(i, ref) for i, ref in refs if ref != "mesh" and ref not in gateways]
+    if not missing:
+        return
+    some_exist = len(missing) < len(refs)
+    for i, ref in missing:
+        text = f"VirtualService {vs.key}: gateway {ref} does not exist in the input"
+        if some_exist:
+            bound = ", ".join(r for _, r in refs if r == "mesh" or r in gateways)
+            f.warning(vs.file, vs.line("spec", "gateways", i), "EG0201", f"{text}; it binds to {bound} only",
+                      _p("spec", "gateways", i))
+        else:
+            f.error(vs.file, vs.line("spec", "gateways", i), "EG0201", text + " (none of its gateways does)",
+                    _p("spec", "gateways", i), "check the name and namespace (<namespace>/<name>)")
 
 
 def _check_http_route(f: Findings, vs: Res[VirtualService], i: int, http: Any, registry: dict[str, ServiceInfo],

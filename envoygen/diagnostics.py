@@ -19,6 +19,7 @@ CODES: dict[str, str] = {
     "EG0004": "YAML too big or too deep (alias bomb, nesting, size limit)",
     "EG0005": "kind is not used by a gateway and was skipped",
     "EG0006": "unsupported apiVersion for a supported kind",
+    "EG0007": "unknown kind in an Istio API group (a misspelt kind is never skipped)",
     # model (schema)
     "EG0101": "unknown field (not part of the API, or not supported by envoygen)",
     "EG0102": "wrong type or value for a field",

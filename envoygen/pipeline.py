@@ -70,16 +70,38 @@ def _stop_on_errors(findings: Findings) -> None:
 def _check_port_collisions(boot: ir.Bootstrap, workload: str, findings: Findings) -> None:
     """Envoy's --mode validate binds no socket, so an address used twice is caught here.
 
-    Two binds collide on the same port when the addresses are equal or one is 0.0.0.0."""
+    Two binds collide on the same port when the addresses are equal.  Listeners bind with
+    SO_REUSEPORT (Envoy's default), so ``0.0.0.0:P`` and ``127.0.0.1:P`` live side by side, as
+    Istio's listeners for servers with distinct ``bind`` do; the admin socket has no
+    SO_REUSEPORT, so next to it 0.0.0.0 collides with any address."""
     users: list[tuple[str, int, str]] = [(l.address, l.port, f"listener {l.name}") for l in boot.listeners]
     users += [("127.0.0.1", boot.admin_port, "--admin-port"), ("0.0.0.0", boot.readiness_port, "--readiness-port"),
               ("0.0.0.0", boot.stats_port, "--stats-port")]
     for i, (addr, port, who) in enumerate(users):
         for addr2, port2, who2 in users[i + 1:]:
-            if port == port2 and (addr == addr2 or "0.0.0.0" in (addr, addr2)):
+            admin = "--admin-port" in (who, who2)
+            if port == port2 and (addr == addr2 or (admin and "0.0.0.0" in (addr, addr2))):
                 findings.error("--port-map", 0, "EG0214",
                                f"gateway {workload}: {addr}:{port} is used by {who} and {who2}; Envoy could not bind it twice",
                                hint="change --port-map, --admin-port, --readiness-port or --stats-port")
+
+
+def _check_served(w: Workload, boot: ir.Bootstrap, any_served: bool, selected: bool, where: str,
+                  findings: Findings) -> None:
+    """EG0212: a bundle that would answer nothing is an error (an empty or wrong input must not
+    overwrite a working bundle); a workload among several that no Gateway selects is a warning."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(w.labels.items()))
+    if not selected:
+        text = f"no Gateway selects gateway workload {w.namespace}/{w.name} ({labels})"
+        if any_served:
+            findings.warning(where, 0, "EG0212", text + "; its bundle serves only readiness and stats")
+        else:
+            findings.error(where, 0, "EG0212", text + "; the bundle would serve nothing",
+                           hint="add a Gateway whose selector matches it, or pick a workload with --gateway")
+    elif not boot.listeners:
+        findings.error(where, 0, "EG0212",
+                       f"gateway workload {w.namespace}/{w.name} ({labels}): no server of its Gateways produces a listener, "
+                       "so the bundle would serve nothing", hint="see the EG0212 warnings on its servers")
 
 
 def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
@@ -111,14 +133,11 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
             findings.warning("--port-map", 0, "EG0211", f"--port-map {port}={req.options.port_map[port]}: no Gateway server uses port {port}")
     _stop_on_errors(findings)
     bundles: list[Bundle] = []
+    served = [w for w in workloads_to_build if any(w.selects(g.obj.spec.selector) for g in resources.gateways)]
     for w in workloads_to_build:
         boot = translate(view_of[id(w)], req.options, findings)
         _check_port_collisions(boot, w.name, findings)
-        if not boot.listeners and not any(w.selects(g.obj.spec.selector) for g in resources.gateways):
-            findings.warning(", ".join(req.paths), 0, "EG0212",
-                             f"no Gateway selects gateway workload {w.namespace}/{w.name} "
-                             f"({','.join(f'{k}={v}' for k, v in sorted(w.labels.items()))}); "
-                             "its bundle serves only readiness and stats")
+        _check_served(w, boot, bool(served), w in served, ", ".join(req.paths), findings)
         ports = {}
         for g in resources.gateways:
             if w.selects(g.obj.spec.selector):

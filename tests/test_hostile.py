@@ -271,12 +271,13 @@ CASES: list[Case] = [
     Case("file_65mb", gen_65mb, 1, ("EG0001",), text=("64 MiB",), mem=True),
     Case("flow_list_14mb", gen_flow_list_14mb, 1, ("EG0004",), mem=True, time_bound=20.0, slow=True),
     # ---- document shape
-    Case("empty", "empty.yaml", 0, text=("warning",)),
-    Case("only_comments", "only_comments.yaml", 0, text=("warning",)),
+    # no Gateway at all: the bundle would serve nothing, an error that leaves OUT as it was (issue 10)
+    Case("empty", "empty.yaml", 1, ("EG0212",), text=("warning",)),
+    Case("only_comments", "only_comments.yaml", 1, ("EG0212",), text=("warning",)),
     Case("doc_is_list", "doc_is_list.yaml", 1, ("EG0003",)),
     Case("doc_is_scalar", "doc_is_scalar.yaml", 1, ("EG0003",)),
     Case("missing_apiversion_kind", "missing_apiversion_kind.yaml", 1, ("EG0003",)),
-    Case("unknown_kind", "unknown_kind.yaml", 0, ("EG0005",), text=("ConfigMap settings",)),
+    Case("unknown_kind", "unknown_kind.yaml", 1, ("EG0005", "EG0212"), text=("ConfigMap settings",)),
     Case("unknown_apiversion", "unknown_apiversion.yaml", 1, ("EG0006",), ("apiVersion",)),
     Case("envoyfilter", "envoyfilter.yaml", 1, ("EG0104",), ("kind",), text=("EnvoyFilter",)),
     # ---- schema
@@ -310,7 +311,7 @@ CASES: list[Case] = [
     Case("templates_syntax_error", "valid.yaml", 1, ("EG0402",), text=("envoy.yaml.j2:5",), setup=_templates_syntax_error),
     Case("templates_is_file", "valid.yaml", 2, text=("--templates",), setup=_templates_is_file),
     Case("nonexistent", None, 1, ("EG0001",), args=("-f", "does/not/exist.yaml"), text=("does/not/exist.yaml",)),
-    Case("dir_without_yaml", gen_dir_without_yaml, 0, ("EG0001",), text=("warning", "no *.yaml")),
+    Case("dir_without_yaml", gen_dir_without_yaml, 1, ("EG0001", "EG0212"), text=("warning", "no *.yaml")),
     Case("port_map_garbage", "valid.yaml", 2, args=("--port-map", "eighty=8080"), text=("--port-map",)),
     Case("port_map_out_of_range", "valid.yaml", 2, args=("--port-map", "80=70000"), text=("--port-map",)),
     Case("admin_port_garbage", "valid.yaml", 2, args=("--admin-port", "0x"), text=("--admin-port",)),

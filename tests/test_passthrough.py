@@ -313,8 +313,11 @@ def test_tls_match_port_other_than_server_gives_no_listener(backends, gateway_fa
         start=False,
     )
     r = gw.render()
-    assert r.exit_code == 0, r.stderr
-    assert "EG0212" in r.stderr
+    # the only server gets no listener: the gateway would answer nothing, an error (issue 10), OUT untouched
+    assert r.exit_code == 1, r.stderr
+    assert "EG0212 warning: no listener for 0.0.0.0_" in r.stderr, r.stderr
+    assert "EG0212 gateway workload istio-system/istio-ingressgateway" in r.stderr, r.stderr
+    assert not r.out_dir.exists() or not any(r.out_dir.iterdir())
 
 
 def _render_error(gateway_factory, docs):

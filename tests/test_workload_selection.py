@@ -8,9 +8,10 @@ particular no tree holding only a top-level ``manifest.json``). When it disables
 other gateways, the default profile's ``istio-ingressgateway`` is still built.
 
 ``envoygen/pipeline.py`` / ``analyze.py``: a Gateway whose selector matches no
-workload is, today, only a *warning*: EG0210 on the Gateway's selector and EG0212
-for the workload that no Gateway selects; exit 0, and a complete bundle (bootstrap,
-Dockerfile, manifest) is written that serves only readiness and stats.
+workload is a *warning* (EG0210 on the Gateway's selector).  A workload that no
+Gateway selects is an EG0212 *error* when it is the only one built (its bundle would
+serve nothing; OUT untouched), and a warning when other workloads are built: its
+complete bundle (bootstrap, Dockerfile, manifest) serves only readiness and stats.
 """
 
 from __future__ import annotations
@@ -230,31 +231,25 @@ def assert_complete_bundle(d: Path, *, listeners: list[int]) -> dict:
     return man
 
 
-def test_gateway_selecting_no_workload_warns_and_writes_a_readiness_only_bundle(tmp_path, gateway_factory):
+def test_gateway_selecting_no_workload_is_an_error_and_writes_nothing(tmp_path, gateway_factory):
+    """No Gateway for the only workload built: the bundle would serve nothing, so EG0212 is an error
+    and OUT is left untouched (an earlier good bundle is not overwritten; issue 10)."""
     text = HTTP_GATEWAY.format(istio="no-such-gateway")
     gw = gateway_factory(text, ports=(80,), start=False)
+    gw.out_dir.mkdir(parents=True, exist_ok=True)
+    (gw.out_dir / "keep").write_text("earlier bundle")
     r = gw.render()
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 1, r.stderr
     f = gw.input_dir / "00.yaml"
     assert error_lines(r.stderr) == [
-        f"{gw.input_dir}: EG0212 warning: no Gateway selects gateway workload istio-system/istio-ingressgateway "
-        f"({DEFAULT_LABELS}); its bundle serves only readiness and stats",
+        f"{gw.input_dir}: EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
+        f"({DEFAULT_LABELS}); the bundle would serve nothing "
+        "(hint: add a Gateway whose selector matches it, or pick a workload with --gateway)",
         f"{f}:{line_of(text, 'selector:')}: EG0210 warning: Gateway default/gw: selector {{'istio': 'no-such-gateway'}} "
         "matches no gateway workload (istio-ingressgateway {'istio': 'ingressgateway', 'app': 'istio-ingressgateway'}); "
         "it has no effect [spec.selector]",
     ], r.stderr
-    assert "wrote " in r.stdout + r.stderr
-    man = assert_complete_bundle(gw.out_dir, listeners=[])
-    assert man["ports"]["servers"] == {}
-    assert man["workload"]["name"] == "istio-ingressgateway"
-
-    # the bundle runs: Envoy is ready, and serves nothing on the Gateway's port
-    gw.start()
-    assert gw.is_ready()
-    assert not port_is_open(gw.port(80))
-    dump = gw.config_dump("static_listeners")  # one StaticListener per entry of "configs"
-    ports = sorted(c["listener"]["address"]["socket_address"]["port_value"] for c in dump["configs"])
-    assert ports == sorted([gw.readiness_port, gw.stats_port]), ports
+    assert sorted(os.listdir(gw.out_dir)) == ["keep"]
 
 
 def test_operator_workload_no_gateway_selects_gets_a_warning_and_a_complete_bundle(tmp_path):
@@ -274,12 +269,13 @@ def test_operator_workload_no_gateway_selects_gets_a_warning_and_a_complete_bund
     assert_complete_bundle(out / "istio-ingressgateway", listeners=[])
     assert_complete_bundle(out / "my-gateway", listeners=[8080])  # no k8s.service.ports: Istio's 80→8080
 
-    # --gateway picks the unselected workload: the same warning, one bundle in OUT itself
+    # --gateway picks the unselected workload: its bundle would serve nothing, an error, nothing written
     out2 = tmp_path / "out2"
     p = render(f, out2, "--gateway", "istio=ingressgateway")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 1, p.stderr
     assert [ln for ln in error_lines(p.stderr) if "EG0212" in ln] == [
-        f"{f}: EG0212 warning: no Gateway selects gateway workload istio-system/istio-ingressgateway "
-        "(istio=ingressgateway); its bundle serves only readiness and stats"
+        f"{f}: EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
+        "(istio=ingressgateway); the bundle would serve nothing "
+        "(hint: add a Gateway whose selector matches it, or pick a workload with --gateway)"
     ], p.stderr
-    assert_complete_bundle(out2, listeners=[])
+    assert not out2.exists()

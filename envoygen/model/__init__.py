@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -40,6 +41,29 @@ _REFUSED = {
     ("telemetry.istio.io", "Telemetry"): "Telemetry is not implemented; use meshConfig.accessLogFile",
     ("extensions.istio.io", "WasmPlugin"): "WasmPlugin is not implemented",
 }
+
+
+# Every kind of the Istio API groups (istio/api, the release README names): a kind of
+# one of these groups that is not listed is a typo, refused with a suggestion (EG0007).
+_ISTIO_KINDS = {
+    "networking.istio.io": ("Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry",
+                            "WorkloadGroup", "EnvoyFilter", "Sidecar", "ProxyConfig"),
+    "security.istio.io": ("AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication"),
+    "telemetry.istio.io": ("Telemetry",),
+    "extensions.istio.io": ("WasmPlugin",),
+    "install.istio.io": ("IstioOperator",),
+}
+
+
+def _unknown_istio_kind(group: str, kind: str) -> str | None:
+    """The error text for a kind an Istio API group does not have, else None."""
+    known = _ISTIO_KINDS.get(group)
+    if known is None or kind in known:
+        return None
+    close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
+    close = close or [k for k in known if k.lower() == kind.lower()]
+    hint = f"; did you mean {close[0]}?" if close else f"; its kinds are {', '.join(known)}"
+    return f"{group} has no kind {kind}{hint}"
 
 
 @dataclass(frozen=True)
@@ -196,6 +220,9 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
                            + ", ".join(f"{group}/{v}" for v in SECURITY_VERSIONS), "apiVersion")
             return
         model = _SECURITY[kind]
+    elif _unknown_istio_kind(group, kind):
+        findings.error(doc.file, doc.line, "EG0007", f"{label}: {_unknown_istio_kind(group, kind)}", "kind")
+        return
     elif (group, kind) in _REFUSED:
         findings.error(doc.file, doc.line, "EG0104", f"{label}: {_REFUSED[(group, kind)]}; remove it or keep it out of envoygen's input", "kind")
         return

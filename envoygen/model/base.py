@@ -12,8 +12,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, WrapValidator, model_validator
 from pydantic.alias_generators import to_camel
+
+
+def _drop_nulls(data: Any) -> Any:
+    """Kubernetes' convention: a field whose value is null is unset (``annotations:`` with no value)."""
+    if isinstance(data, dict) and any(v is None for v in data.values()):
+        return {k: v for k, v in data.items() if v is not None}
+    return data
 
 
 class Strict(BaseModel):
@@ -25,11 +32,21 @@ class Strict(BaseModel):
         strict=True,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_unset(cls, data: Any) -> Any:
+        return _drop_nulls(data)
+
 
 class Loose(BaseModel):
     """For parts of foreign objects whose fields are read but not all modelled."""
 
     model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_unset(cls, data: Any) -> Any:
+        return _drop_nulls(data)
 
 
 class UnsupportedMarker:

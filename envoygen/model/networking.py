@@ -62,6 +62,7 @@ class ServerTLS(Strict):
     max_protocol_version: Literal["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"] = "TLS_AUTO"
     cipher_suites: list[str] = Field(default_factory=list)
     ecdh_curves: list[str] = Field(default_factory=list)
+    insecure_skip_verify: unsupported("insecureSkipVerify (Gateway API AllowInsecureFallback) is not implemented") = None
 
 
 class Server(Strict):
@@ -143,9 +144,12 @@ class HTTPRedirect(Strict):
     derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
     scheme: str | None = None
     redirect_code: int = 0
+    prefix_rewrite: str | None = None
 
     @model_validator(mode="after")
     def _code(self) -> "HTTPRedirect":
+        if self.uri is not None and self.prefix_rewrite is not None:
+            raise ValueError("set only one of uri and prefixRewrite")
         if self.redirect_code not in (0, 301, 302, 303, 307, 308):
             raise ValueError("redirectCode must be one of 301, 302, 303, 307, 308")
         if self.port is not None and self.derive_port is not None:

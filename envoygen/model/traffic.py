@@ -52,6 +52,7 @@ class LoadBalancer(Strict):
     simple: Literal["UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"] | None = None
     consistent_hash: ConsistentHash | None = None
     locality_lb_setting: unsupported("locality load balancing needs locality-labelled endpoints; not implemented") = None
+    zone_aware_lb_setting: unsupported("zone-aware load balancing (zoneAwareLbSetting) is not implemented") = None
     warmup_duration_secs: unsupported("warmup is not implemented") = None
     warmup: unsupported("warmup is not implemented") = None
 
@@ -85,6 +86,7 @@ class HTTPSettings(Strict):
     h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
     use_client_protocol: bool | None = None
     max_concurrent_streams: Int32 | None = None
+    http2_keep_alive: unsupported("HTTP/2 keepalive pings (http2KeepAlive) are not implemented") = None
 
 
 class ConnectionPool(Strict):
@@ -102,6 +104,7 @@ class OutlierDetection(Strict):
     base_ejection_time: PositiveDuration | None = None
     max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
     min_health_percent: int | None = Field(default=None, ge=0, le=100)
+    outlier_detection_http_error_codes: unsupported("outlierDetectionHttpErrorCodes is not implemented") = None
 
 
 class ClientTLS(Strict):

@@ -136,7 +136,8 @@ def redirect_action(r: HTTPRedirect, scope: ServerScope) -> ir.Redirect:
         scheme = r.scheme or ("https" if scope.tls else "http")
         if (port == 80 and scheme == "http") or (port == 443 and scheme == "https"):
             port = None
-    return ir.Redirect(REDIRECT_CODES[r.redirect_code], host=r.authority, path=r.uri, scheme=r.scheme, port=port)  # type: ignore[arg-type]
+    return ir.Redirect(REDIRECT_CODES[r.redirect_code], host=r.authority, path=r.uri,  # type: ignore[arg-type]
+                       prefix_rewrite=r.prefix_rewrite, scheme=r.scheme, port=port)
 
 
 def _mirror_fraction(percent: float | None) -> tuple[int, str]:

@@ -117,6 +117,6 @@ def passthrough_chains(ctx: Context, bs: "BoundServer", registry: dict[str, Serv
                 used.update(snis)
                 stat = clusters[0].name if len(tls.route) == 1 else names.weighted_tcp_stat_prefix(vs.name, vs.namespace)
                 out.append(ir.FilterChain(name=names.passthrough_chain(bs.gateway.name, bs.gateway.namespace, vs.name, ti, mi),
-                                          server_names=tuple(sorted(snis)),
+                                          server_names=() if "*" in snis else tuple(sorted(snis)),  # toFilterChainMatch
                                           tcp=_tcp_proxy(stat, clusters, tls.route, vs.namespace, rules, access_log)))
     return out
