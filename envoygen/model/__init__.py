@@ -193,41 +193,46 @@ def parse_documents(docs: list[Document], default_namespace: str, findings: Find
     return res
 
 
+def _model_for(doc: Document, api_version: str, kind: str, label: str, findings: Findings) -> type[BaseModel] | None:
+    """The model of a kind envoygen reads; None (with a finding) for kinds it refuses or skips."""
+    group, _, version = api_version.rpartition("/")
+    if group == API_GROUP and kind in _NETWORKING:
+        if version not in API_VERSIONS:
+            findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
+                           + ", ".join(f"{API_GROUP}/{v}" for v in API_VERSIONS), "apiVersion")
+            return None
+        return _NETWORKING[kind]
+    elif api_version == "v1" and kind in ("Service", "Secret"):
+        return Service if kind == "Service" else Secret
+    elif kind == "IstioOperator" and group == "install.istio.io":
+        return IstioOperator
+    elif group == SECURITY_GROUP and kind in _SECURITY:
+        if version not in SECURITY_VERSIONS:
+            findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
+                           + ", ".join(f"{group}/{v}" for v in SECURITY_VERSIONS), "apiVersion")
+            return None
+        return _SECURITY[kind]
+    elif _unknown_istio_kind(group, kind):
+        findings.error(doc.file, doc.line, "EG0007", f"{label}: {_unknown_istio_kind(group, kind)}", "kind")
+        return None
+    elif (group, kind) in _REFUSED:
+        findings.error(doc.file, doc.line, "EG0104", f"{label}: {_REFUSED[(group, kind)]}; remove it or keep it out of envoygen's input", "kind")
+        return None
+    findings.info(doc.file, doc.line, "EG0005", f"{label} ({api_version}) does not configure the gateway; skipped")
+    return None
+
+
 def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: Findings, res: Resources,
                seen: dict[tuple[str, str, str], Document]) -> None:
     api_version, kind = data.get("apiVersion"), data.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         findings.error(doc.file, doc.line, "EG0003", "object has no apiVersion and kind")
         return
-    group, _, version = api_version.rpartition("/")
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name = meta.get("name") if isinstance(meta.get("name"), str) else ""
     label = f"{kind} {name}".strip()
-    model: type[BaseModel] | None = None
-    if group == API_GROUP and kind in _NETWORKING:
-        if version not in API_VERSIONS:
-            findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
-                           + ", ".join(f"{API_GROUP}/{v}" for v in API_VERSIONS), "apiVersion")
-            return
-        model = _NETWORKING[kind]
-    elif api_version == "v1" and kind in ("Service", "Secret"):
-        model = Service if kind == "Service" else Secret
-    elif kind == "IstioOperator" and group == "install.istio.io":
-        model = IstioOperator
-    elif group == SECURITY_GROUP and kind in _SECURITY:
-        if version not in SECURITY_VERSIONS:
-            findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
-                           + ", ".join(f"{group}/{v}" for v in SECURITY_VERSIONS), "apiVersion")
-            return
-        model = _SECURITY[kind]
-    elif _unknown_istio_kind(group, kind):
-        findings.error(doc.file, doc.line, "EG0007", f"{label}: {_unknown_istio_kind(group, kind)}", "kind")
-        return
-    elif (group, kind) in _REFUSED:
-        findings.error(doc.file, doc.line, "EG0104", f"{label}: {_REFUSED[(group, kind)]}; remove it or keep it out of envoygen's input", "kind")
-        return
-    else:
-        findings.info(doc.file, doc.line, "EG0005", f"{label} ({api_version}) does not configure the gateway; skipped")
+    model = _model_for(doc, api_version, kind, label, findings)
+    if model is None:
         return
     try:
         obj = model.model_validate(data)
