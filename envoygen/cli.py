@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,33 +219,30 @@ def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, *
 @render_options
 @click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary (default: the embedded one).")
 @click.option("--log-level", default="warning", show_default=True, help="Envoy log level (Istio's gateways: warning).")
-def run(envoy_path: str | None, log_level: str, **kw: Any) -> None:
-    """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C stops)."""
+@click.option("--drain-seconds", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM/Ctrl-C: fail readiness, close the listeners, wait at most this long for open "
+                   "connections, then stop Envoy (as the image does). 0: stop at once; a second signal cuts it short.")
+def run(envoy_path: str | None, log_level: str, drain_seconds: float, **kw: Any) -> None:
+    """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C drains, then stops)."""
     from .envoy import find_envoy
     from .pipeline import render_for_host
+    from .runner import run_supervised
 
     binary = find_envoy(envoy_path)
     compiled, root = render_for_host(_request(kw), sys.stdin.buffer)
-    _print_findings(compiled.findings, quiet=True)
-    if not compiled.single:
-        shutil.rmtree(root.parent, ignore_errors=True)
-        raise InputError("several gateway workloads; choose one with --gateway LABELS")
-    b = compiled.bundles[0]
-    for l in b.bootstrap.listeners:
-        click.echo(f"listening on {l.address}:{l.port} ({l.name})", err=True)
-    click.echo(f"readiness http://127.0.0.1:{b.bootstrap.readiness_port}/healthz/ready; bundle {root}", err=True)
-    # as pilot-agent does: access log lines reach their file within a second (Envoy's default is 10 s)
-    proc = subprocess.Popen([str(binary), "-c", str(root / b.bootstrap_file), "--log-level", log_level,
-                             "--disable-hot-restart", "--file-flush-interval-msec", "1000",
-                             "--component-log-level", "misc:error"])
-
-    def forward(signum: int, _frame: Any) -> None:
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     try:
-        code = proc.wait()
+        _print_findings(compiled.findings, quiet=True)
+        if not compiled.single:
+            raise InputError("several gateway workloads; choose one with --gateway LABELS")
+        b = compiled.bundles[0]
+        for l in b.bootstrap.listeners:
+            click.echo(f"listening on {l.address}:{l.port} ({l.name})", err=True)
+        click.echo(f"readiness http://127.0.0.1:{b.bootstrap.readiness_port}/healthz/ready; bundle {root}", err=True)
+        # as pilot-agent does: access log lines reach their file within a second (Envoy's default is 10 s)
+        cmd = [str(binary), "-c", str(root / b.bootstrap_file), "--log-level", log_level,
+               "--disable-hot-restart", "--file-flush-interval-msec", "1000", "--component-log-level", "misc:error"]
+        code = run_supervised(cmd, b.bootstrap.admin_port, drain_seconds,
+                              lambda line: click.echo(f"envoygen run: {line}", err=True))
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
     raise SystemExit(code)
