@@ -96,7 +96,7 @@ def ensure_local_base_image(
         init = prepare_base_context(ctx, envoy_bin=envoy_bin, cc=cc, progress=progress)
         labels = {
             LABEL_TITLE: "envoygen Envoy base",
-            LABEL_SOURCE: project_source(),
+            **({LABEL_SOURCE: project_source()} if project_source() else {}),
             LABEL_ENVOY_VERSION: ENVOY_VERSION,
             LABEL_BASE_RECIPE: recipe,
             LABEL_INIT: init,
@@ -295,17 +295,16 @@ def _smoke_test_base(client, tag: str) -> None:
 
 
 def project_source() -> str:
-    """The project's source URL from the installed metadata, if it declares one
-    (the ``org.opencontainers.image.source`` label of both images)."""
+    """The project's repository URL from the installed metadata (``[project.urls]``),
+    or "" when it declares none: ``org.opencontainers.image.source`` must be a URL,
+    so without one the label is left empty rather than filled with a non-URL."""
     try:
         meta = importlib.metadata.metadata("envoygen")
-        for entry in meta.get_all("Project-URL") or []:
-            label, _, url = entry.partition(",")
-            if label.strip().lower() in {"source", "repository", "homepage", "home"} and url.strip():
-                return url.strip()
-        if meta.get("Home-page"):
-            return str(meta["Home-page"])
-        version = meta.get("Version") or ""
     except importlib.metadata.PackageNotFoundError:
-        version = ""
-    return f"envoygen {version}".strip()
+        return ""
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in {"source", "repository", "homepage", "home"} and url.strip().startswith("https://"):
+            return url.strip()
+    home = str(meta.get("Home-page") or "")
+    return home if home.startswith("https://") else ""

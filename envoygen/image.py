@@ -177,6 +177,7 @@ def default_labels(tag: str, base_image: str, *, init: str | None = None) -> dic
     replace what the base image's labels would otherwise say about the gateway."""
     labels = {
         LABEL_TITLE: _repository_name(tag),
+        # a URL, or empty when the project declares none (docker cannot drop a label the base image set)
         LABEL_SOURCE: _project_source(),
         LABEL_ENVOY_VERSION: ENVOY_VERSION,
         LABEL_BASE_NAME: base_image,

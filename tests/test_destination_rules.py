@@ -199,7 +199,7 @@ spec:
     assert code == 1, err
     lines = [ln for ln in err.splitlines() if "EG0104" in ln]
     assert lines, err
-    assert re.search(r"\.yaml:\d+: EG0104 .*PASSTHROUGH.* \[spec\.trafficPolicy\.loadBalancer\.simple\]", lines[0]), lines
+    assert re.search(r"\.yaml:\d+: error EG0104 .*PASSTHROUGH.* \[spec\.trafficPolicy\.loadBalancer\.simple\]", lines[0]), lines
     assert not out.exists()
 
 
@@ -468,7 +468,7 @@ spec:
     assert code == 1, err
     lines = [ln for ln in err.splitlines() if "EG0104" in ln]
     assert any(
-        re.search(r"\.yaml:\d+: EG0104 DestinationRule istioinaction/dr-t: tls mode ISTIO_MUTUAL .*"
+        re.search(r"\.yaml:\d+: error EG0104 DestinationRule istioinaction/dr-t: tls mode ISTIO_MUTUAL .*"
                   r"\[spec\.trafficPolicy\.tls\.mode\]$", ln) for ln in lines), err
     assert any(ln.endswith("[spec.trafficPolicy.portLevelSettings[0].tls.mode]") for ln in lines), err
     assert not out.exists()

@@ -93,6 +93,6 @@ def test_l4_match_fields_istio_ignores_are_reported(gateway_factory):
     code, _, err, out = gateway_factory(TCP, ports=(31400,), start=False).render()
     assert code == 0, err
     for field in ("destinationSubnets", "sourceLabels", "sourceNamespace"):
-        assert f"EG0005 info: VirtualService vs: spec.tcp[0].match[0].{field} has no effect" in err
+        assert f"info EG0005 VirtualService vs: spec.tcp[0].match[0].{field} has no effect" in err
     # the route still applies, as in Istio's l4SingleMatch (port and gateways only)
     assert "outbound|31400||echo.example.com" in (out / "envoy.yaml").read_text()

@@ -95,7 +95,10 @@ def test_dockerfile_template_renders_the_image_contract() -> None:
         # as Istio's pilot-agent runs the gateway: 1 s access-log flush, warning level, quiet misc
         "--file-flush-interval-msec", "1000", "--log-level", "warning", "--component-log-level", "misc:error",
     ]
-    assert not any(line.startswith("HEALTHCHECK") for line in lines)
+    # the image's own probe is its HEALTHCHECK (no shell, no curl in it)
+    hc = text[text.index("HEALTHCHECK "):].split("\n")
+    assert hc[0].startswith("HEALTHCHECK --interval=5s") and hc[0].endswith("\\")
+    assert json.loads(hc[1].strip()[len("CMD "):]) == ["/usr/local/lib/envoygen/envoygen-init", "probe"]
 
 
 def test_dockerfile_template_is_strict() -> None:
@@ -284,7 +287,8 @@ def test_build_run_ready_serve(docker_client, base_image, reaper, tmp_path) -> N
     assert labels[image.LABEL_BUNDLE_DIGEST] == "sha256:" + "ab" * 32
     assert labels[image.LABEL_ENVOY_VERSION] == "1.40.0"
     assert labels[image.LABEL_TITLE] == tag.split("/")[-1].split(":")[0]
-    assert labels[image.LABEL_SOURCE]
+    # a URL when the package declares a repository (pyproject [project.urls]), else empty: never a non-URL
+    assert labels[image.LABEL_SOURCE] == "" or labels[image.LABEL_SOURCE].startswith("https://")
     assert labels[image.LABEL_BASE_NAME] == base_image
     assert labels["org.opencontainers.image.version"] == "test"  # the tag's, not the base image's
     assert labels[image.LABEL_INIT] == "drain"
@@ -292,7 +296,7 @@ def test_build_run_ready_serve(docker_client, base_image, reaper, tmp_path) -> N
     assert cfg["User"] == "101:101"
     assert set(cfg["ExposedPorts"]) == {f"{p}/tcp" for p in (HTTP_PORT, HTTPS_PORT, READINESS_PORT, STATS_PORT)}
     assert cfg["Entrypoint"][:3] == ["/usr/local/lib/envoygen/envoygen-init", "-c", f"{INSTALL_DIR}/envoy.yaml"]
-    assert not cfg.get("Healthcheck")
+    assert cfg["Healthcheck"]["Test"] == ["CMD", "/usr/local/lib/envoygen/envoygen-init", "probe"]
     assert cfg["Env"] and f"ENVOYGEN_ADMIN_PORT={ADMIN_PORT}" in cfg["Env"]
 
     gw = start_container(reaper, tag, publish=(HTTP_PORT, HTTPS_PORT, READINESS_PORT, STATS_PORT))
@@ -310,6 +314,15 @@ def test_build_run_ready_serve(docker_client, base_image, reaper, tmp_path) -> N
     # The in-image probe for a HEALTHCHECK of one's own.
     assert gw.wrapped.exec_run(["/usr/local/lib/envoygen/envoygen-init", "probe"]).exit_code == 0
     assert gw.wrapped.exec_run(["/usr/local/lib/envoygen/envoygen-init", "probe", "15021", "/nope"]).exit_code == 1
+    # Docker runs that probe as the HEALTHCHECK: the container turns healthy (first check after 5 s)
+    deadline = time.monotonic() + 30
+    while True:
+        gw.wrapped.reload()
+        health = gw.wrapped.attrs["State"].get("Health", {}).get("Status")
+        if health == "healthy" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert health == "healthy", gw.wrapped.attrs["State"].get("Health")
 
     # Idle gateway: `docker stop` is quick (nothing to drain) and clean.
     start = time.monotonic()

@@ -47,7 +47,7 @@ def test_misspelt_kind_in_an_istio_group_is_an_error_with_a_suggestion(tmp_path)
     p, _ = _render(tmp_path, dump(gateway_doc(), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
                                   vs_doc("vs", ["a.example.com"], [{"directResponse": {"status": 200}}])))
     assert p.returncode == 0, p.stderr
-    assert "EG0005 info: ConfigMap c (v1) does not configure the gateway; skipped" in p.stderr
+    assert "info EG0005 ConfigMap c (v1) does not configure the gateway; skipped" in p.stderr
 
 
 def test_no_gateway_at_all_is_an_error_and_out_is_untouched(tmp_path):
@@ -69,7 +69,7 @@ def test_gateway_whose_every_server_has_no_listener_is_an_error(tmp_path):
     before = _keep_out(tmp_path)
     p, out = _render(tmp_path, dump(gw))
     assert p.returncode == 1, p.stderr
-    assert "EG0212 warning: no listener for 0.0.0.0_8443" in p.stderr
+    assert "warning EG0212 no listener for 0.0.0.0_8443" in p.stderr
     assert ("EG0212 gateway workload istio-system/istio-ingressgateway (app=istio-ingressgateway,istio=ingressgateway): "
             "no server of its Gateways produces a listener") in p.stderr
     assert _tree(out) == before
@@ -190,7 +190,7 @@ def test_virtual_service_with_some_missing_gateways_binds_to_those_that_exist(ba
     gw, _ = start(gateway_factory, backend_factory, ["a"], docs)
     status, headers, _ = http_get(gw, 80, "/", host="a.example.com")
     assert (status, headers["x-backend"]) == (200, "a")
-    assert "EG0201 warning: VirtualService test/vs: gateway other-team/gw does not exist in the input; " \
+    assert "warning EG0201 VirtualService test/vs: gateway other-team/gw does not exist in the input; " \
            f"it binds to {NS}/gw only [spec.gateways[1]]" in gw.render_result.stderr
     # none of them exists: an error
     p, out = _render(tmp_path, dump(gateway_doc(), vs_doc("vs", ["a.example.com"], [{"directResponse": {"status": 200}}],

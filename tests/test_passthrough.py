@@ -315,7 +315,7 @@ def test_tls_match_port_other_than_server_gives_no_listener(backends, gateway_fa
     r = gw.render()
     # the only server gets no listener: the gateway would answer nothing, an error (issue 10), OUT untouched
     assert r.exit_code == 1, r.stderr
-    assert "EG0212 warning: no listener for 0.0.0.0_" in r.stderr, r.stderr
+    assert "warning EG0212 no listener for 0.0.0.0_" in r.stderr, r.stderr
     assert "EG0212 gateway workload istio-system/istio-ingressgateway" in r.stderr, r.stderr
     assert not r.out_dir.exists() or not any(r.out_dir.iterdir())
 

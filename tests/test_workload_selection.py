@@ -160,7 +160,7 @@ def test_operator_disabling_the_default_gateway_is_refused(tmp_path):
     fresh = tmp_path / "fresh" / "out"
     p = render(f, fresh)
     assert error_lines(p.stderr) == [
-        f"{f}:{line_of(text, 'ingressGateways:')}: EG0210 IstioOperator enables no ingress gateway; nothing to build "
+        f"{f}:{line_of(text, 'ingressGateways:')}: error EG0210 IstioOperator enables no ingress gateway; nothing to build "
         "[spec.components.ingressGateways]"
     ], p.stderr
     assert_refused_untouched(p, fresh, None)
@@ -178,7 +178,7 @@ def test_operator_disabling_every_listed_gateway_is_refused(tmp_path):
     out, before = earlier_bundle(tmp_path)
     p = render(f, out)
     assert [ln.split(": ", 1)[1] for ln in error_lines(p.stderr)] == [
-        "EG0210 IstioOperator enables no ingress gateway; nothing to build [spec.components.ingressGateways]"
+        "error EG0210 IstioOperator enables no ingress gateway; nothing to build [spec.components.ingressGateways]"
     ], p.stderr
     assert error_lines(p.stderr)[0].startswith(f"{f}:{line_of(text, 'ingressGateways:')}: ")
     assert_refused_untouched(p, out, before)
@@ -242,10 +242,10 @@ def test_gateway_selecting_no_workload_is_an_error_and_writes_nothing(tmp_path, 
     assert r.exit_code == 1, r.stderr
     f = gw.input_dir / "00.yaml"
     assert error_lines(r.stderr) == [
-        f"{gw.input_dir}: EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
+        f"{gw.input_dir}: error EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
         f"({DEFAULT_LABELS}); the bundle would serve nothing "
         "(hint: add a Gateway whose selector matches it, or pick a workload with --gateway)",
-        f"{f}:{line_of(text, 'selector:')}: EG0210 warning: Gateway default/gw: selector {{'istio': 'no-such-gateway'}} "
+        f"{f}:{line_of(text, 'selector:')}: warning EG0210 Gateway default/gw: selector {{'istio': 'no-such-gateway'}} "
         "matches no gateway workload (istio-ingressgateway {'istio': 'ingressgateway', 'app': 'istio-ingressgateway'}); "
         "it has no effect [spec.selector]",
     ], r.stderr
@@ -260,7 +260,7 @@ def test_operator_workload_no_gateway_selects_gets_a_warning_and_a_complete_bund
     p = render(f, out)
     assert p.returncode == 0, p.stderr
     assert error_lines(p.stderr) == [
-        f"{f}: EG0212 warning: no Gateway selects gateway workload istio-system/istio-ingressgateway "
+        f"{f}: warning EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
         "(istio=ingressgateway); its bundle serves only readiness and stats"
     ], p.stderr
     top = json.loads((out / "manifest.json").read_text())
@@ -274,7 +274,7 @@ def test_operator_workload_no_gateway_selects_gets_a_warning_and_a_complete_bund
     p = render(f, out2, "--gateway", "istio=ingressgateway")
     assert p.returncode == 1, p.stderr
     assert [ln for ln in error_lines(p.stderr) if "EG0212" in ln] == [
-        f"{f}: EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
+        f"{f}: error EG0212 no Gateway selects gateway workload istio-system/istio-ingressgateway "
         "(istio=ingressgateway); the bundle would serve nothing "
         "(hint: add a Gateway whose selector matches it, or pick a workload with --gateway)"
     ], p.stderr

@@ -132,17 +132,61 @@ def _loc_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p and p.endswith("]")) and "-" in p))
 
 
-def _report_validation(exc: ValidationError, doc: Document, kind: str, name: str, findings: Findings) -> None:
-    for err in exc.errors():
-        loc = _loc_path(err["loc"])
+def _close(word: str, options: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest option, or nothing."""
+    import difflib
+
+    hit = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean '{hit[0]}'?)" if hit else ""
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model class that validates the object at ``loc``, if one does."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            if isinstance(part, int):
+                continue
+            return None
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        if part not in fields:
+            return None
+        ann = fields[part].annotation
+        for _ in range(4):  # unwrap Optional[...], list[...], dict[str, ...], Annotated
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel) or not args:
+                break
+            ann = args[-1]
+        model = ann
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _field_names(model: Any) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
+
+
+def _report_validation(exc: ValidationError, doc: Document, kind: str, name: str, findings: Findings,
+                       model: Any = None) -> None:
+    errors = [(_loc_path(e["loc"]), e) for e in exc.errors()]
+    unknown_parents = {loc[:-1] for loc, e in errors if e["type"] == "extra_forbidden"}
+    missing_by_parent: dict[tuple[Any, ...], list[str]] = {}
+    for loc, e in errors:
+        if e["type"] == "missing":
+            missing_by_parent.setdefault(loc[:-1], []).append(str(loc[-1]))
+    what = f"{kind} {name}" if name else kind
+    for loc, err in errors:
         path = format_path(loc)
         line = doc.line_of(loc)
         etype = err["type"]
-        what = f"{kind} {name}" if name else kind
         if etype == "extra_forbidden":
-            findings.error(doc.file, line, "EG0101", f"{what}: unknown field '{loc[-1]}'", path,
-                           "check the spelling against the Istio API reference")
+            # a misspelt required field is one mistake: one finding, naming the field it should be
+            options = missing_by_parent.get(loc[:-1]) or _field_names(_model_at(model, loc[:-1]))
+            findings.error(doc.file, line, "EG0101", f"{what}: unknown field '{loc[-1]}'{_close(str(loc[-1]), options)}",
+                           path, "check the spelling against the Istio API reference")
         elif etype == "missing":
+            if loc[:-1] in unknown_parents:
+                continue  # reported as the unknown field next to it
             findings.error(doc.file, line, "EG0103", f"{what}: required field '{loc[-1]}' is missing", path)
         else:
             got = err.get("input")
@@ -237,7 +281,7 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:
-        _report_validation(exc, doc, kind, name, findings)
+        _report_validation(exc, doc, kind, name, findings, model)
         return
     checked = field_findings(obj)  # one walk: unsupported, no-effect and loose extra fields
     for path, why in checked.unsupported:
