@@ -12,17 +12,17 @@ real backends on 127.0.0.1.
   balancing no request fails; with Istio's default LEAST_REQUEST a few percent
   of the requests made while an endpoint is down still fail (measured, explained
   in ``test_backend_restarts_with_istio_defaults``). Since Istio 1.24 no status code
-  is in the default retriable list, so a 503 from a backend is *not* retried.
+  is in the default retriable list (istio#52111), so a 503 from a backend is *not* retried.
 - Outlier detection (DestinationRule ``consecutive5xxErrors``): an endpoint that
   starts answering 503 costs the client about that many failures, then it is
   ejected and all traffic goes to the healthy endpoint.
 - Certificate rotation under a bounded HTTPS load: no failed request, and the new
   certificate is presented within 2 s (measured, printed).
-
-The in-flight request across SIGTERM is tests/test_image.py
-``test_sigterm_drains_in_flight_requests`` (the image's init) and
-``test_rendered_image_drains_an_in_flight_request`` below; ``envoygen run`` is
-tests/test_run_drain.py.
+- An in-flight request completes across ``docker stop`` of an image that
+  ``envoygen build`` made from rendered input (the image's drain init), while
+  new connections are refused (``test_rendered_image_drains_an_in_flight_request``;
+  tests/test_image.py has the same for a hand-written bundle). ``envoygen run``
+  and SIGTERM is tests/test_run_drain.py.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from harness import http_get, wait_until
+from harness import http_get, run_envoygen, wait_until
+from image_fixtures import base_image, docker_client, reaper  # noqa: F401 - fixtures
 from test_tls_rotation import DEV_INTERMEDIATE, HOST as TLS_HOST, Hammer, copy_credentials, gateway_yaml, serial, \
     wait_for_serial
 from envoygen.certs import mint_server
@@ -279,3 +281,92 @@ def test_certificate_rotation_under_https_load(tmp_path: Path, backend_factory, 
     assert max(switches) <= ROTATION_BOUND_S, switches
     assert h.all_serials() == set(served)
 
+
+
+# --------------------------------------------------------------------------
+# an in-flight request across SIGTERM, in an image built by the CLI
+
+SLOW_HOST = "slow.example.com"
+
+
+def slow_backend_docs() -> str:
+    """Gateway → VirtualService → Kubernetes Service ``slow-backend`` (STRICT_DNS on its
+    Docker network alias ``slow-backend.test.svc.cluster.local``, targetPort 9000)."""
+    docs: list[dict] = [
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
+         "spec": {"selector": {"istio": "ingressgateway"},
+                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [SLOW_HOST]}]}},
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "slow", "namespace": NS},
+         "spec": {"hosts": [SLOW_HOST], "gateways": ["gw"],
+                  "http": [{"route": [{"destination": {"host": "slow-backend", "port": {"number": 80}}}]}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "slow-backend", "namespace": NS},
+         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9000}]}},
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_rendered_image_drains_an_in_flight_request(docker_client, base_image, reaper, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    """``envoygen build`` of a rendered input, run as a container; ``docker stop`` while a
+    request takes 3 s at the backend: the request completes with 200, new connections are
+    refused meanwhile, and the container exits 0 once it is done (well before the drain limit)."""
+    from image_fixtures import (BACKEND_PORT, HTTP_PORT, READINESS_PORT, backend_bootstrap, make_network,
+                                no_response, start_container, unique, wait_ready)
+    from image_fixtures import http_get as plain_get
+    from image_fixtures import wait_until as poll
+
+    net = make_network(reaper)
+    cfg = tmp_path / "backend"
+    cfg.mkdir()
+    cfg.chmod(0o755)  # read by uid 101 in the backend container
+    (cfg / "backend.yaml").write_text(backend_bootstrap())
+    (cfg / "backend.yaml").chmod(0o644)
+    start_container(reaper, base_image, command=["-c", "/config/backend.yaml", "--disable-hot-restart"],
+                    network=net, aliases=(f"slow-backend.{NS}.svc.cluster.local",), volumes={str(cfg): "/config"})
+    assert BACKEND_PORT == 9000
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "gw.yaml").write_text(slow_backend_docs())
+    tag = reaper.image(f"envoygen-test/{unique('drain')}:test")
+    p = run_envoygen(["build", "-f", str(tmp_path / "in"), "-t", tag], timeout=600)
+    assert p.returncode == 0, p.stderr
+    gw = start_container(reaper, tag, publish=(HTTP_PORT, READINESS_PORT), network=net)
+    wait_ready(gw)
+    port, host = gw.port(HTTP_PORT), {"Host": SLOW_HOST}
+    poll(lambda: plain_get(port, "/ping", headers=host).status == 200, timeout=20, what="the backend via the gateway")
+
+    result: dict = {}
+
+    def in_flight() -> None:
+        try:
+            result["reply"] = plain_get(port, "/work", headers={**host, "x-envoy-fault-delay-request": "3000"},
+                                        timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            result["error"] = exc
+
+    request = threading.Thread(target=in_flight, daemon=True)
+    request.start()
+    time.sleep(1.0)  # the request is at the backend now
+    assert request.is_alive()
+    stop_info: dict = {}
+
+    def stop() -> None:
+        t0 = time.monotonic()
+        gw.wrapped.stop(timeout=30)  # SIGTERM; SIGKILL only after 30 s
+        stop_info["took"] = time.monotonic() - t0
+
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
+    refused_after = poll(lambda: no_response(port), timeout=3, interval=0.05, what="new connections refused")
+    assert request.is_alive()  # still in flight while new connections are refused
+    request.join(timeout=15)
+    stopper.join(timeout=40)
+    reply = result.get("reply")
+    assert reply is not None, f"in-flight request failed: {result.get('error')!r}\n{gw.logs()}"
+    assert (reply.status, reply.body) == (200, b"slow backend\n")
+    assert reply.elapsed >= 2.9
+    assert gw.wrapped.wait(timeout=10)["StatusCode"] == 0
+    assert 1.5 < stop_info["took"] < 4.5, stop_info
+    print(f"\n[faults/sigterm image] new connections refused {refused_after:.2f} s after SIGTERM; the in-flight "
+          f"request answered 200 after {reply.elapsed:.2f} s; container stopped {stop_info['took']:.2f} s after SIGTERM")
+    assert "drained after" in gw.logs()
