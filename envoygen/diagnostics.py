@@ -7,6 +7,7 @@ and the field path, and prints as ``FILE:LINE: SEVERITY CODE message [field.path
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SEVERITIES = ("error", "warning", "info")
@@ -116,6 +117,13 @@ class Findings:
 
     def info(self, file: str, line: int, code: str, message: str, path: str = "", hint: str = "") -> None:
         self.add(Finding(file, line, code, message, path, "info", hint))
+
+    def rewrite(self, fn: "Callable[[Finding], Finding]") -> None:
+        """Replace every finding by ``fn(finding)`` (the scope rule demotes some errors to warnings)."""
+        items = [fn(f) for f in self._items]
+        self._items, self._seen = [], set()
+        for f in items:
+            self.add(f)
 
     def extend(self, other: "Findings") -> None:
         for f in other:

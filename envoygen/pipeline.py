@@ -26,6 +26,7 @@ from .load import load_paths
 from .model import parse_documents
 from .render import Renderer
 from .resolve import MaterialOptions, View, resolve
+from .resolve.scope import scope_for
 from .translate import Options, translate
 from .workloads import Workload, workloads_from
 
@@ -62,8 +63,12 @@ class Compiled:
     single: bool  # one bundle written to OUT itself
 
 
-def _stop_on_errors(findings: Findings) -> None:
-    if findings.errors:
+# EG0104 (an unsupported field) in a resource no built gateway uses is only a warning: it waits for the scope rule
+DEFERRED = frozenset({"EG0104"})
+
+
+def _stop_on_errors(findings: Findings, deferred: frozenset[str] = frozenset()) -> None:
+    if any(f.code not in deferred for f in findings.errors):
         raise FindingsError(findings.sorted())
 
 
@@ -111,9 +116,9 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
     if not docs and not findings.errors:
         findings.warning(", ".join(req.paths), 0, "EG0001", "the input holds no YAML document; the bundle will serve nothing")
     resources = parse_documents(docs, req.namespace, findings)
-    _stop_on_errors(findings)
+    _stop_on_errors(findings, deferred=DEFERRED)  # unsupported fields wait for the scope rule
     workloads = workloads_from(resources, findings)
-    _stop_on_errors(findings)
+    _stop_on_errors(findings, deferred=DEFERRED)
     if req.gateway is not None:
         chosen = [w for w in workloads if all(w.labels.get(k) == v for k, v in req.gateway.items())]
         if not chosen:
@@ -126,6 +131,7 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
         workloads_to_build = workloads
     views = [resolve(resources, w, findings, req.material) for w in workloads]  # once per workload, every finding kept
     analyze(resources, workloads, views, findings)
+    scope_for(resources, workloads_to_build).demote(findings)  # errors count only in resources a built gateway uses
     view_of = {id(w): v for w, v in zip(workloads, views)}
     used_ports = {s.port.number for g in resources.gateways for s in g.obj.spec.servers}
     for port in sorted(req.options.port_map):

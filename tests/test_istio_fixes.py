@@ -232,3 +232,70 @@ def test_new_istio_api_fields_are_named_refusals(tmp_path):
     assert p.returncode == 1
     for field in ("http2KeepAlive", "zoneAwareLbSetting", "outlierDetectionHttpErrorCodes"):
         assert f"EG0104 DestinationRule dr: field '{field}' is not supported" in p.stderr, (field, p.stderr)
+
+
+SCOPE_INPUT = f"""\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: egress, namespace: {NS}}}
+spec:
+  selector: {{istio: egressgateway}}
+  servers:
+  - port: {{number: 443, name: tls, protocol: TLS}}
+    hosts: ["*"]
+    tls: {{mode: ISTIO_MUTUAL}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: egress-vs, namespace: {NS}}}
+spec:
+  hosts: [x.example.com]
+  gateways: [egress]
+  http:
+  - route: [{{destination: {{host: nowhere.example.com}}}}]
+    delegate: {{name: x}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: dr, namespace: {NS}}}
+spec:
+  host: HOST
+  trafficPolicy:
+    loadBalancer: {{localityLbSetting: {{enabled: true}}}}
+    connectionPool: {{http: {{http2KeepAlive: {{interval: 1s}}}}}}
+"""
+
+
+def test_settings_in_resources_no_built_gateway_uses_are_warnings(backend_factory, gateway_factory):
+    """An egress Gateway (selects no workload being built), its VirtualService and a DestinationRule
+    for a host no route reaches: their unsupported settings are warnings naming the resource."""
+    docs = [gateway_doc(), vs_doc("vs", ["a.example.com"], [{"route": to("a")}])]
+    text = SCOPE_INPUT.replace("HOST", "unused")
+    be = backend_factory("a")
+    gw = gateway_factory(text + "---\n" + dump(*docs, se_doc("a", be.port)), ports=(80,))
+    assert http_get(gw, 80, "/", host="a.example.com").headers["x-backend"] == "a"
+    err = gw.render_result.stderr
+    assert ("EG0104 warning: Gateway test/egress: tls mode ISTIO_MUTUAL is mesh-internal and not supported by envoygen; "
+            "not fatal: Gateway test/egress selects none of the gateway workloads being built "
+            "(istio-system/istio-ingressgateway)") in err, err
+    assert ("EG0104 warning: VirtualService egress-vs: field 'delegate' is not supported: delegate VirtualServices are "
+            "not implemented; not fatal: VirtualService test/egress-vs binds to no Gateway of the workloads being built") in err
+    assert "EG0203 warning: VirtualService test/egress-vs: destination host nowhere.example.com has no endpoints" in err
+    for f in ("localityLbSetting", "http2KeepAlive"):
+        assert (f"EG0104 warning: DestinationRule dr: field '{f}' is not supported") in err, err
+    assert "not fatal: DestinationRule test/dr: no route of a built gateway reaches host unused.test.svc.cluster.local" in err
+
+
+def test_settings_in_used_resources_stay_errors(tmp_path):
+    docs = [gateway_doc(), vs_doc("vs", ["a.example.com"], [{"route": to("a")}]), se_doc("a", 9)]
+    p, out = _render(tmp_path, SCOPE_INPUT.replace("HOST", "a") + "---\n" + dump(*docs))
+    assert p.returncode == 1, p.stderr
+    for f in ("localityLbSetting", "http2KeepAlive"):
+        assert f"EG0104 DestinationRule dr: field '{f}' is not supported" in p.stderr, p.stderr
+    assert "EG0104 warning: Gateway test/egress" in p.stderr  # still out of scope
+    assert not out.exists()
+    # a VirtualService bound to the built gateway: its unsupported field is an error
+    vs = vs_doc("vs", ["a.example.com"], [{"route": to("a"), "delegate": {"name": "x"}}])
+    p, _ = _render(tmp_path, dump(gateway_doc(), vs, se_doc("a", 9)))
+    assert p.returncode == 1
+    assert "EG0104 VirtualService vs: field 'delegate' is not supported" in p.stderr, p.stderr

@@ -287,8 +287,8 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
     for path, why in checked.unsupported:
         findings.error(doc.file, doc.line_of(path), "EG0104", f"{label}: field '{path[-1]}' is not supported: {why}",
                        format_path(path))
-    if checked.unsupported:
-        return
+    if checked.unsupported and kind not in _NETWORKING:
+        return  # networking resources are kept: the scope rule decides whether these errors stop the build
     for path, why in checked.no_effect:
         findings.info(doc.file, doc.line_of(path), "EG0005", f"{label}: {format_path(path)} has no effect on the gateway ({why})",
                       format_path(path))
