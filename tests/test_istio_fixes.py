@@ -275,14 +275,14 @@ def test_settings_in_resources_no_built_gateway_uses_are_warnings(backend_factor
     gw = gateway_factory(text + "---\n" + dump(*docs, se_doc("a", be.port)), ports=(80,))
     assert http_get(gw, 80, "/", host="a.example.com").headers["x-backend"] == "a"
     err = gw.render_result.stderr
-    assert ("EG0104 warning: Gateway test/egress: tls mode ISTIO_MUTUAL is mesh-internal and not supported by envoygen; "
+    assert ("warning EG0104 Gateway test/egress: tls mode ISTIO_MUTUAL is mesh-internal and not supported by envoygen; "
             "not fatal: Gateway test/egress selects none of the gateway workloads being built "
             "(istio-system/istio-ingressgateway)") in err, err
-    assert ("EG0104 warning: VirtualService egress-vs: field 'delegate' is not supported: delegate VirtualServices are "
+    assert ("warning EG0104 VirtualService egress-vs: field 'delegate' is not supported: delegate VirtualServices are "
             "not implemented; not fatal: VirtualService test/egress-vs binds to no Gateway of the workloads being built") in err
-    assert "EG0203 warning: VirtualService test/egress-vs: destination host nowhere.example.com has no endpoints" in err
+    assert "warning EG0203 VirtualService test/egress-vs: destination host nowhere.example.com has no endpoints" in err
     for f in ("localityLbSetting", "http2KeepAlive"):
-        assert (f"EG0104 warning: DestinationRule dr: field '{f}' is not supported") in err, err
+        assert (f"warning EG0104 DestinationRule dr: field '{f}' is not supported") in err, err
     assert "not fatal: DestinationRule test/dr: no route of a built gateway reaches host unused.test.svc.cluster.local" in err
 
 
@@ -292,7 +292,7 @@ def test_settings_in_used_resources_stay_errors(tmp_path):
     assert p.returncode == 1, p.stderr
     for f in ("localityLbSetting", "http2KeepAlive"):
         assert f"EG0104 DestinationRule dr: field '{f}' is not supported" in p.stderr, p.stderr
-    assert "EG0104 warning: Gateway test/egress" in p.stderr  # still out of scope
+    assert "warning EG0104 Gateway test/egress" in p.stderr  # still out of scope
     assert not out.exists()
     # a VirtualService bound to the built gateway: its unsupported field is an error
     vs = vs_doc("vs", ["a.example.com"], [{"route": to("a"), "delegate": {"name": "x"}}])
