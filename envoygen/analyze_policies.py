@@ -36,3 +36,4 @@ def _check_authorization(resources: Resources, f: Findings) -> None:
 def check_policies(resources: Resources, workloads: list[Workload], f: Findings) -> None:
     _check_authorization(resources, f)
     _check_selects("AuthorizationPolicy", resources.authorization_policies, workloads, f)
+    _check_selects("RequestAuthentication", resources.request_authentications, workloads, f)

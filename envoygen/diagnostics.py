@@ -56,6 +56,7 @@ CODES: dict[str, str] = {
     "EG0306": "server host not covered by the certificate's SANs",
     "EG0307": "certificate chain does not verify against the CA",
     "EG0308": "credentials directory entry is unsafe (symlink leaving the directory)",
+    "EG0310": "RequestAuthentication JWKS cannot be had (jwksUri unreachable or not fetched, not a JWK set)",
     # output / environment
     "EG0401": "Envoy rejected the rendered configuration",
     "EG0402": "template error",

@@ -227,6 +227,30 @@ class Rbac:
     shadow: tuple[RbacPolicy, ...] | None = None
 
 
+@dataclass(frozen=True)
+class JwtProvider:
+    """One jwt_authn provider (a RequestAuthentication jwtRule), keys inline."""
+
+    name: str
+    issuer: str
+    jwks: str
+    audiences: tuple[str, ...] = ()
+    forward: bool = False
+    forward_payload_header: str | None = None
+    claim_to_headers: tuple[tuple[str, str], ...] = ()  # (header, claim)
+    from_headers: tuple[tuple[str, str], ...] = ()  # (name, value prefix)
+    from_params: tuple[str, ...] = ()
+    from_cookies: tuple[str, ...] = ()
+    space_delimited_claims: tuple[str, ...] = ("permission", "scope")
+
+
+@dataclass(frozen=True)
+class JwtAuthn:
+    """envoy.filters.http.jwt_authn: a token, when present, must be valid for one of the providers."""
+
+    providers: tuple[JwtProvider, ...]
+
+
 # ------------------------------------------------------------------ listeners
 
 
@@ -263,6 +287,7 @@ class HttpConnectionManager:
     uses_cors: bool = False
     hardening: HttpHardening = field(default_factory=HttpHardening)
     rbac: tuple[Rbac, ...] = ()  # envoy.filters.http.rbac filters, in Istio's order (AUDIT, DENY, ALLOW)
+    jwt: JwtAuthn | None = None  # envoy.filters.http.jwt_authn, before RBAC
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,18 @@ class PortMapType(click.ParamType):
         return a, b
 
 
+class JwksFileType(click.ParamType):
+    name = "URI=FILE"
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, str]:  # noqa: ANN001
+        if isinstance(value, tuple):
+            return value
+        uri, sep, path = str(value).rpartition("=")
+        if not sep or not uri or not path:
+            self.fail(f"{value!r} is not URI=FILE, e.g. https://issuer.example/jwks.json=./jwks.json", param, ctx)
+        return uri, path
+
+
 class LabelsType(click.ParamType):
     name = "LABELS"
 
@@ -83,6 +95,11 @@ def render_options(f: Callable) -> Callable:
                      help="Directory of templates searched before the packaged ones."),
         click.option("--bootstrap-format", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
                      help="Write envoy.yaml or envoy.json."),
+        click.option("--jwks", "jwks", type=JwksFileType(), multiple=True,
+                     help="Read the JWKS of a RequestAuthentication jwksUri from a local file instead of fetching it "
+                          "(URI=FILE, repeatable)."),
+        click.option("--no-jwks-fetch", is_flag=True,
+                     help="Never fetch a jwksUri at build time; each must be given with --jwks (air-gapped builds)."),
         click.option("--access-log", default=None, metavar="PATH",
                      help="Access log file (e.g. /dev/stdout); overrides meshConfig.accessLogFile. Empty: none."),
         click.option("--profile", type=click.Choice(["default", "edge"]), default="default", show_default=True,

@@ -25,7 +25,8 @@ from .security import SECURITY_GROUP, SECURITY_VERSIONS, AuthorizationPolicy, Re
 
 T = TypeVar("T")
 
-_SECURITY: dict[str, type[BaseModel]] = {"AuthorizationPolicy": AuthorizationPolicy}
+_SECURITY: dict[str, type[BaseModel]] = {"AuthorizationPolicy": AuthorizationPolicy,
+                                          "RequestAuthentication": RequestAuthentication}
 
 _NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
                "ServiceEntry": ServiceEntry}
@@ -37,7 +38,6 @@ _REFUSED = {
     ("networking.istio.io", "EnvoyFilter"): "EnvoyFilter patches are not applied by envoygen",
     ("networking.istio.io", "WorkloadEntry"): "WorkloadEntry endpoints are not implemented; use ServiceEntry endpoints",
     ("networking.istio.io", "WorkloadGroup"): "WorkloadGroup is not implemented",
-    ("security.istio.io", "RequestAuthentication"): "RequestAuthentication (JWT) is not implemented",
     ("telemetry.istio.io", "Telemetry"): "Telemetry is not implemented; use meshConfig.accessLogFile",
     ("extensions.istio.io", "WasmPlugin"): "WasmPlugin is not implemented",
 }

@@ -176,7 +176,7 @@ class ClaimToHeader(Strict):
     claim: NonEmptyStr
 
 
-class JwtRule(Strict):
+class JwtRule(Strict):  # noqa: D101 - Istio's JWTRule
     issuer: NonEmptyStr
     audiences: list[str] = Field(default_factory=list)
     jwks_uri: str | None = None
@@ -187,14 +187,21 @@ class JwtRule(Strict):
     output_payload_to_header: str | None = None
     output_claim_to_headers: list[ClaimToHeader] = Field(default_factory=list)
     forward_original_token: bool = False
+    space_delimited_claims: list[str] = Field(default_factory=list)
     timeout: unsupported("the JWKS is fetched when the bundle is built, not by the running gateway") = None
+
+
+def _jwks_source(rule: JwtRule) -> JwtRule:
+    if rule.jwks and rule.jwks_uri:
+        raise ValueError("set jwks or jwksUri, not both")
+    return rule
 
 
 class RequestAuthenticationSpec(Strict):
     selector: WorkloadSelector | None = None
     target_ref: TargetRef | None = None
     target_refs: list[TargetRef] = Field(default_factory=list)
-    jwt_rules: list[JwtRule] = Field(default_factory=list)
+    jwt_rules: list[Annotated[JwtRule, AfterValidator(_jwks_source)]] = Field(default_factory=list)
 
 
 class RequestAuthentication(Strict):

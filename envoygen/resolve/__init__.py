@@ -18,6 +18,7 @@ from ..model import Res, Resources
 from ..model.hosts import gateway_ref
 from ..model.networking import VirtualService
 from ..workloads import Workload
+from .jwks import resolve_jwks
 from .policies import policies_for
 from .material import Material, MaterialOptions, Ref
 from .registry import ROOT_NAMESPACE, MergedRule, ServiceInfo, build_registry, merged_rules, rule_for
@@ -59,6 +60,8 @@ class View:
     rules: dict[str, MergedRule]
     material: Material  # TLS material named by the configuration: read and checked here, never in translate
     authorization_policies: list[Res[Any]] = field(default_factory=list)  # those attached to this workload
+    request_authentications: list[Res[Any]] = field(default_factory=list)
+    jwks: dict[str, str] = field(default_factory=dict)  # jwksUri → the JWKS read at build time
     _bound: dict[str, list[Res[VirtualService]]] = field(default_factory=dict, repr=False)
     _ordered: dict[str, list[Res[VirtualService]]] = field(default_factory=dict, repr=False)
 
@@ -80,9 +83,13 @@ def resolve_namespace(resources: Resources, namespace: str, findings: Findings) 
 def resolve(resources: Resources, workload: Workload, findings: Findings,
             material: MaterialOptions | None = None) -> View:
     registry, rules = resolve_namespace(resources, workload.namespace, findings)
+    material = material or MaterialOptions()
+    authn = policies_for(resources.request_authentications, workload)
     return View(resources, workload, registry, rules,
-                Material(resources, workload.namespace, material or MaterialOptions(), findings),
+                Material(resources, workload.namespace, material, findings),
                 authorization_policies=policies_for(resources.authorization_policies, workload),
+                request_authentications=authn,
+                jwks=resolve_jwks(authn, dict(material.jwks_files), material.jwks_fetch, findings),
                 _bound=_bound_by_gateway(resources))
 
 
@@ -113,4 +120,6 @@ def summary(view: View) -> dict:
         "destinationRules": rules,
         "virtualServices": {g: [v.key for v in view.virtual_services_for(g)] for g in gateways},
         **({"authorizationPolicies": [p.key for p in view.authorization_policies]} if view.authorization_policies else {}),
+        **({"requestAuthentications": [p.key for p in view.request_authentications]}
+           if view.request_authentications else {}),
     }

@@ -26,6 +26,8 @@ class MaterialOptions:
     credentials_dir: Path | None = None
     allow_expired: bool = False
     now: datetime | None = None  # the clock certificates are checked against (tests pin it)
+    jwks_files: tuple[tuple[str, str], ...] = ()  # --jwks URI=FILE
+    jwks_fetch: bool = True  # fetch a jwksUri no --jwks file covers (off: --no-jwks-fetch)
 
 
 @dataclass(frozen=True)

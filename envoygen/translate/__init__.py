@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import ir, names
 from ..diagnostics import Findings
 from ..resolve import View
+from .authn import attach_jwt, build_jwt
 from .authz import attach_rbac
 from .clusters import build_cluster
 from .context import Context, Options
@@ -56,6 +57,7 @@ def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
     registry, rules = view.registry, view.rules
     log = access_log(ctx)
     listeners = attach_rbac(build_listeners(ctx, registry, rules, log), view.authorization_policies, findings)
+    listeners = attach_jwt(listeners, build_jwt(view.request_authentications, view.jwks))
     clusters: list[ir.Cluster] = []
     for host in sorted(registry):
         svc = registry[host]
