@@ -17,13 +17,15 @@ Every round runs, for every (size, shape), in fresh processes pinned to one core
   its peak RSS (RUSAGE_CHILDREN of a small wrapper process: Linux keeps
   ru_maxrss across fork+exec, so reaping from a big parent would report the
   parent's size);
-* ``inproc``: the same compile inside one process after the imports (stage
-  times: load, model, resolve+analyze+translate, render+write), with the CLI's GC
-  setting (paused);
+* ``inproc``: the same compile inside one process after the imports (CPU time
+  of each stage: load, model, resolve+analyze+translate, render+write), with the
+  CLI's GC setting (paused);
 * ``validate``: Envoy's own ``--mode validate`` of the rendered bootstrap.
 
-Medians over the rounds are printed, with the render/bare ratio, the growth of
-each size against the previous one, and the bundle's bytes per route.
+Medians over the rounds are printed, wall and CPU time (user + system, from
+RUSAGE_CHILDREN; on a shared machine the CPU time is the steadier measure), with
+the render/bare ratios, the growth of each size against the previous one, and
+the bundle's bytes per route (every file but the manifest, over hosts × routes).
 """
 
 from __future__ import annotations
@@ -49,28 +51,30 @@ import resource, subprocess, sys, time
 t0 = time.perf_counter()
 rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
 took = time.perf_counter() - t0
-print(took, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(took, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, rc)
 """
 
 _BARE = "import sys, yaml\nwith open(sys.argv[1]) as fh:\n    list(yaml.load_all(fh.read(), Loader=yaml.CSafeLoader))\n"
 
 _INPROC = """
 import gc, json, sys, time
-t0 = time.perf_counter()
+clock = time.process_time  # CPU seconds: on a shared machine wall time mostly measures the neighbours
+t0 = clock()
 from pathlib import Path
 from envoygen.bundle import write_atomically
 from envoygen.load import load_paths
 from envoygen.model import parse_documents
 from envoygen.pipeline import Request, render_bundles, translate_inputs
-imports = time.perf_counter() - t0
+imports = clock() - t0
 gc.freeze(); gc.disable()  # as the CLI does for one-shot commands
 src, out = sys.argv[1], Path(sys.argv[2])
 req = Request((src,))
-t = time.perf_counter(); docs, findings, _ = load_paths([src]); load = time.perf_counter() - t
-t = time.perf_counter(); parse_documents(docs, "default", findings); model = time.perf_counter() - t
+t = clock(); docs, findings, _ = load_paths([src]); load = clock() - t
+t = clock(); parse_documents(docs, "default", findings); model = clock() - t
 del docs
-t = time.perf_counter(); compiled = translate_inputs(req); compile_s = time.perf_counter() - t
-t = time.perf_counter(); write_atomically(out, render_bundles(compiled, req, req.install_dir)); render = time.perf_counter() - t
+t = clock(); compiled = translate_inputs(req); compile_s = clock() - t
+t = clock(); write_atomically(out, render_bundles(compiled, req, req.install_dir)); render = clock() - t
 print(json.dumps({"imports": imports, "load": load, "model": model,
                   "translate": compile_s - load - model, "render": render, "total": compile_s + render}))
 """
@@ -80,13 +84,13 @@ def pinned(cmd: list[str], cpu: str | None) -> list[str]:
     return ["taskset", "-c", cpu, *cmd] if cpu is not None else cmd
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of ``cmd``, which must succeed."""
+def measure(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (KiB) of ``cmd``, which must succeed."""
     p = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True, timeout=3600)
-    took, rss, rc = p.stdout.split()
+    took, cpu, rss, rc = p.stdout.split()
     if rc != "0":
         raise SystemExit(f"failed ({rc}): {' '.join(cmd)}\n{p.stderr[-2000:]}")
-    return float(took), int(rss)
+    return float(took), float(cpu), int(rss)
 
 
 def envoy_binary() -> str:
@@ -105,15 +109,19 @@ def run(sizes: list[int], shapes: list[str], rounds: int, cpu: str | None, envoy
             src = tmp / f"in-{shape}-{n}.yaml"
             src.write_text(scale_input(n, shared=shape == "shared"))
             cases.append({"hosts": n, "shape": shape, "src": src, "out": tmp / f"out-{shape}-{n}",
-                          "bare": [], "render": [], "rss": [], "inproc": [], "validate": []})
+                          "bare": [], "bare_cpu": [], "render": [], "render_cpu": [], "rss": [], "inproc": [],
+                          "validate": [], "validate_cpu": []})
     py = sys.executable
     for r in range(rounds):
         for c in cases:
             src, out = str(c["src"]), c["out"]
-            c["bare"].append(measure(pinned([py, "-c", _BARE, src], cpu))[0])
+            took, used, _ = measure(pinned([py, "-c", _BARE, src], cpu))
+            c["bare"].append(took)
+            c["bare_cpu"].append(used)
             shutil.rmtree(out, ignore_errors=True)
-            took, rss = measure(pinned([py, "-m", "envoygen", "render", "-q", "-f", src, "-o", str(out)], cpu))
+            took, used, rss = measure(pinned([py, "-m", "envoygen", "render", "-q", "-f", src, "-o", str(out)], cpu))
             c["render"].append(took)
+            c["render_cpu"].append(used)
             c["rss"].append(rss)
             shutil.rmtree(out, ignore_errors=True)
             p = subprocess.run(pinned([py, "-c", _INPROC, src, str(out)], cpu), capture_output=True, text=True,
@@ -121,8 +129,10 @@ def run(sizes: list[int], shapes: list[str], rounds: int, cpu: str | None, envoy
             c["inproc"].append(json.loads(p.stdout))
             if envoy is not None:
                 boot = out / ("envoy.json" if (out / "envoy.json").exists() else "envoy.yaml")
-                c["validate"].append(measure(pinned([envoy, "--mode", "validate", "-c", str(boot), "--log-level", "error",
-                                                     "--disable-hot-restart"], cpu))[0])
+                took, used, _ = measure(pinned([envoy, "--mode", "validate", "-c", str(boot), "--log-level", "error",
+                                                "--disable-hot-restart"], cpu))
+                c["validate"].append(took)
+                c["validate_cpu"].append(used)
             print(f"round {r + 1}/{rounds}: {c['shape']} {c['hosts']} hosts: render {c['render'][-1]:.2f} s, "
                   f"bare {c['bare'][-1]:.2f} s", file=sys.stderr)
     for c in cases:
@@ -137,10 +147,13 @@ def summarize(cases: list[dict]) -> list[dict]:
         med = statistics.median
         stages = {k: med(x[k] for x in c["inproc"]) for k in c["inproc"][0]}
         row = {"shape": c["shape"], "hosts": c["hosts"], "render_s": med(c["render"]), "bare_s": med(c["bare"]),
+               "render_cpu_s": med(c["render_cpu"]), "bare_cpu_s": med(c["bare_cpu"]),
                "rss_mib": max(c["rss"]) / 1024, "inproc": stages,
                "validate_s": med(c["validate"]) if c["validate"] else None,
+               "validate_cpu_s": med(c["validate_cpu"]) if c["validate_cpu"] else None,
                "bytes_per_route": c["bytes"] / (c["hosts"] * ROUTES_PER_HOST)}
         row["ratio_vs_bare"] = row["render_s"] / row["bare_s"]
+        row["cpu_ratio_vs_bare"] = row["render_cpu_s"] / row["bare_cpu_s"]
         before = prev.get(c["shape"])
         if before is not None:
             row["growth"] = (c["hosts"] / before["hosts"], stages["total"] / before["inproc"]["total"])
@@ -150,15 +163,16 @@ def summarize(cases: list[dict]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| shape | hosts | render (process) | bare CSafeLoader (process) | render / bare | peak RSS | "
-            "in-process: load / model / translate / render | in-process total | growth (input × → time ×) | "
-            "bytes per route | Envoy validate |")
+    head = ("| shape | hosts | render (process): wall / CPU | bare CSafeLoader (process): wall / CPU | "
+            "render / bare: wall / CPU | peak RSS | in-process CPU: load / model / translate / render | "
+            "in-process total | growth (input × → CPU ×) | bytes per route | Envoy validate: wall / CPU |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         s = r["inproc"]
         growth = f"{r['growth'][0]:.0f}× → {r['growth'][1]:.2f}×" if "growth" in r else ""
-        validate = f"{r['validate_s']:.2f} s" if r["validate_s"] is not None else "—"
-        lines.append(f"| {r['shape']} | {r['hosts']} | {r['render_s']:.2f} s | {r['bare_s']:.2f} s | {r['ratio_vs_bare']:.2f} | "
+        validate = f"{r['validate_s']:.2f} / {r['validate_cpu_s']:.2f} s" if r["validate_s"] is not None else "—"
+        lines.append(f"| {r['shape']} | {r['hosts']} | {r['render_s']:.2f} / {r['render_cpu_s']:.2f} s | "
+                     f"{r['bare_s']:.2f} / {r['bare_cpu_s']:.2f} s | {r['ratio_vs_bare']:.2f} / {r['cpu_ratio_vs_bare']:.2f} | "
                      f"{r['rss_mib']:.0f} MiB | {s['load']:.3f} / {s['model']:.3f} / {s['translate']:.3f} / {s['render']:.3f} s | "
                      f"{s['total']:.3f} s | {growth} | {r['bytes_per_route']:.0f} | {validate} |")
     return "\n".join(lines)
