@@ -135,3 +135,23 @@ def test_bad_max_heap_is_a_usage_error(tmp_path) -> None:
     p = run_envoygen(["render", "-f", src, "-o", tmp_path / "out", "--max-heap", "3G"])
     assert p.returncode == 0, p.stderr
     assert "max_heap_size_bytes: 3000000000" in (tmp_path / "out" / "envoy.yaml").read_text()
+
+
+def test_large_h2c_upload_and_download_under_both_profiles(backend_factory, gateway_factory, tmp_path) -> None:
+    """HTTP/2 flow control with a 32 KiB connection buffer: a 4000 KiB POST reaches the backend whole
+    and its 4000 KiB+ echo comes back, with Envoy's stream windows (default) and with the edge
+    profile's 64 KiB / 1 MiB windows."""
+    import json
+    import subprocess
+
+    app = backend_factory("app")
+    body = os.urandom(2000 * KIB).hex().encode()
+    (tmp_path / "body").write_bytes(body)
+    for profile in ("default", "edge"):
+        gw = gateway_factory(_docs(("app", [app.port])), ports=(80,), name=profile, args=["--profile", profile])
+        p = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-H", f"Host: {H}", "--data-binary",
+                            f"@{tmp_path / 'body'}", "-o", str(tmp_path / "answer"), "-w", "%{http_code} %{http_version}",
+                            f"http://127.0.0.1:{gw.port_map[80]}/app/h2"], capture_output=True, text=True, timeout=60)
+        assert p.stdout == "200 2", (profile, p.stdout, p.stderr)
+        assert app.requests[-1]["body_bytes"] == body, profile
+        assert json.loads((tmp_path / "answer").read_bytes())["body"] == body.decode(), profile

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from harness import http_get, run_envoygen
+from image_fixtures import base_image, docker_client, reaper, unique  # noqa: F401 - fixtures
 from test_edge_defaults import _docs, _dynamic, _gateway_listeners
 from test_http_policies import H
 
@@ -139,3 +140,40 @@ def test_profile_is_checked_and_reaches_validate(tmp_path) -> None:
     assert p.returncode == 0 and "Envoy accepted the configuration" in p.stderr, p.stderr
     p = run_envoygen(["ir", "-f", src, "--profile", "edge"])
     assert p.returncode == 0 and '"headers_with_underscores_action": "REJECT_REQUEST"' in p.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_build_bakes_the_profile_and_heap_limit(docker_client, base_image, reaper, tmp_path) -> None:  # noqa: ANN001, F811
+    from test_build_stdin import BUILD_TIMEOUT_S, REPO, read_from_image
+
+    tag = reaper.image(f"envoygen-test/{unique('edge')}:test")
+    flags = ["--profile", "edge", "--max-heap", "1Gi"]
+    p = run_envoygen(["build", "-f", "samples/coolstore", "-t", tag, *flags], cwd=REPO, timeout=BUILD_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    baked = read_from_image(docker_client, tag, "/etc/envoy/envoy.yaml")
+    assert b"headers_with_underscores_action: REJECT_REQUEST" in baked
+    assert b"max_heap_size_bytes: 1073741824" in baked
+    p = run_envoygen(["render", "-f", "samples/coolstore", "-o", tmp_path / "r", *flags], cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "r" / "envoy.yaml").read_bytes() == baked
+
+
+def test_run_applies_the_profile(backend_factory, tmp_path) -> None:  # noqa: ANN001
+    import signal
+
+    from test_run import YAML
+    from test_run_drain import Run
+
+    app = backend_factory("app")
+    src = tmp_path / "in.yaml"
+    src.write_text(YAML.format(port=app.port))
+    run = Run(src, "--profile", "edge")
+    try:
+        assert http_get(None, run.http, "/", host="run.example.com", headers={"x_client_id": "1"}).status == 400
+        assert http_get(None, run.http, "/", host="run.example.com", headers={"x-client-id": "1"}).status == 200
+        assert app.count == 1
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(timeout=15) == 0
+    finally:
+        run.stop()
