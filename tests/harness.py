@@ -225,13 +225,24 @@ class _ServerBase:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop accepting, close every open connection, release the port. Idempotent."""
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting, close every open connection, release the port. Idempotent.
+
+        ``grace``: a graceful stop: the listening socket is shut first (new connections
+        are refused at once), requests being handled get ``grace`` seconds to finish,
+        then the connections close. 0 = as a crash: everything closes at once."""
         server, self._server = self._server, None
         if server is None:
             return
+        if grace > 0:
+            try:
+                server.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         server.shutdown()
         server.server_close()
+        if grace > 0:
+            time.sleep(grace)
         server.close_all_connections()  # type: ignore[attr-defined]
         if self._thread is not None:
             self._thread.join(timeout=5)
