@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # the pipeline is imported by the commands that run it, so --
     from .diagnostics import Findings
     from .pipeline import Compiled, Request
 
+# istioctl proxy-config's commands and aliases (envoygen/proxyconfig KINDS; listed here so --help stays light)
+PROXY_CONFIG_KINDS = ("listener", "listeners", "l", "route", "routes", "r", "cluster", "clusters", "c", "endpoint",
+                      "endpoints", "ep", "secret", "secrets", "s", "all", "a", "bootstrap", "b")
+
 # Commands whose module is imported only when they run; --help lists them with this text.
 LAZY_COMMANDS = {
     "certs": ("envoygen.certs_command", "certs", "Mint a development PKI and credentials for `--credentials-dir` (development only)."),
@@ -315,15 +319,41 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
 
 
 @cli.command("proxy-config")
-@click.argument("what", type=click.Choice(["listeners", "routes", "clusters", "endpoints", "secrets"]))
+@click.argument("what", type=click.Choice(sorted(PROXY_CONFIG_KINDS)), metavar="KIND")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@click.option("-o", "--output", "fmt", type=click.Choice(["short", "json", "yaml", "table"]), default="short",
+              show_default=True, help="short: istioctl's table; json/yaml: Envoy's protobuf JSON (camelCase).")
+@click.option("--name", default="", help="routes: only this route configuration (e.g. http.8080).")
+@click.option("--port", type=int, default=0, help="listeners, clusters, endpoints: only this port.")
+@click.option("--fqdn", default="", help="clusters: substring of the service FQDN.")
+@click.option("--subset", default="", help="clusters: substring of the subset.")
+@click.option("--direction", default="", help="clusters: inbound or outbound.")
+@click.option("--address", default="", help="listeners, endpoints: only this address.")
+@click.option("--cluster", "cluster_name", default="", help="endpoints: only this cluster.")
+@click.option("--status", default="", help="endpoints: only this health status (HEALTHY, UNHEALTHY).")
+@click.option("-n", "--namespace", default=None, help="The gateway workload's namespace, as istioctl takes it; "
+              "must match the bundle's.")
 @QUIET
-def proxy_config(what: str, bundle: Path, fmt: str, quiet: bool) -> None:
-    """istioctl-style views of a rendered bundle."""
-    from .inspect import show
+def proxy_config(what: str, bundle: Path, fmt: str, namespace: str | None, quiet: bool, cluster_name: str,
+                 **flt: Any) -> None:
+    """istioctl proxy-config views of a rendered bundle (alias: pc).
 
-    click.echo(show(what, bundle, fmt), nl=False)
+    \b
+    KIND as istioctl names it: listener|listeners|l, route|routes|r,
+    cluster|clusters|c, endpoint|endpoints|ep, secret|secrets|s, all|a,
+    bootstrap|b. BUNDLE stands where istioctl takes a pod, e.g.
+    envoygen pc routes out/ --name http.8080 -o json
+    """
+    from .proxyconfig import Filters, load, show
+
+    b = load(bundle)
+    ns = b.workload.get("namespace")
+    if namespace is not None and ns and namespace != ns:
+        raise InputError(f"{bundle} is the bundle of {b.workload.get('name')} in namespace {ns}, not {namespace}")
+    click.echo(show(what, b, "short" if fmt == "table" else fmt, Filters(cluster=cluster_name, **flt)), nl=False)
+
+
+cli.add_command(proxy_config, "pc")
 
 
 @cli.command("ir")

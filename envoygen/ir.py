@@ -352,6 +352,7 @@ class Cluster:
     subset: str = ""
     direction: str = "outbound"
     buffer_limit: int | None = None  # per_connection_buffer_limit_bytes; None: Envoy's default (1 MiB)
+    metadata_dr: str = ""  # the DestinationRule behind the cluster, as Istio's cluster metadata names it
 
 
 # ------------------------------------------------------------------ secrets and bootstrap

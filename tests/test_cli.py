@@ -86,7 +86,8 @@ CONTRACT = {
                  "--skip-envoy"],
     "build": ["-f", "-t", "--base-image", "--save", "--port-map", "--gateway"],
     "run": ["-f", "--port-map", "--gateway", "--admin-port"],
-    "proxy-config": ["-o", "--output", "listeners", "routes", "clusters", "endpoints", "secrets"],
+    "proxy-config": ["-o", "--output", "listeners", "routes", "clusters", "endpoints", "secrets", "--name", "--port",
+                     "--fqdn", "--subset", "--direction", "--address"],
     "certs": ["-o"],
 }
 
@@ -388,10 +389,10 @@ def coolstore_bundle(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("kind, expected", [
     ("listeners", [r"^0\.0\.0\.0\s+8080\s+ALL\s+Route: http\.8080\s*$"]),
     ("routes", [r"^http\.8080\s+webapp\.istioinaction\.io:80\s+webapp\.istioinaction\.io\s+/\*\s+"
-                r"outbound\|80\|\|webapp\.istioinaction\.svc\.cluster\.local\s*$"]),
+                r"webapp-vs-from-gw\.istioinaction\s*$"]),
     ("clusters", [r"^webapp\.istioinaction\.svc\.cluster\.local\s+80\s+-\s+outbound\s+STRICT_DNS\s*$",
                   r"^catalog\.istioinaction\.svc\.cluster\.local\s+80\s+-\s+outbound\s+STRICT_DNS\s*$"]),
-    ("endpoints", [r"^webapp\.istioinaction\.svc\.cluster\.local:8080\s+HEALTHY\s+"
+    ("endpoints", [r"^webapp\.istioinaction\.svc\.cluster\.local:8080\s+HEALTHY\s+OK\s+"
                    r"outbound\|80\|\|webapp\.istioinaction\.svc\.cluster\.local\s*$"]),
 ])
 def test_proxy_config_tables(coolstore_bundle, kind, expected):

@@ -355,8 +355,8 @@ def test_names_with_default_port_map(tmp_path):
     p = run_envoygen(["proxy-config", "routes", out, "-o", "json"])
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
-    assert [rc["name"] for rc in data] == ["http.8080"]
-    assert [vh["name"] for vh in data[0]["virtual_hosts"]] == ["webapp.istioinaction.io:80"]
+    assert [rc.get("name", "") for rc in data] == ["http.8080", "", ""]  # then the inline stats and readiness routes
+    assert [vh["name"] for vh in data[0]["virtualHosts"]] == ["webapp.istioinaction.io:80"]
     p = run_envoygen(["proxy-config", "routes", out])
     assert p.returncode == 0 and "http.8080" in p.stdout and "webapp.istioinaction.io" in p.stdout, p.stdout
 

@@ -102,6 +102,7 @@ def test_proxy_config_listeners_table_reads_like_istioctl(tmp_path):
     rows = [line.split() for line in table[1:]]
     assert table[0].split() == ["ADDRESSES", "PORT", "MATCH", "DESTINATION"]
     # exact paths (Istio's are prefixes): only these two admin endpoints get through (test_admin_exposure)
-    assert ["0.0.0.0", "15021", "ALL", "Inline", "Route:", "/healthz/ready"] in rows
-    assert ["0.0.0.0", "15090", "ALL", "Inline", "Route:", "/stats/prometheus"] in rows
+    # istioctl's describeRouteConfig: every route's match (GET, and the 405 for other methods)
+    assert ["0.0.0.0", "15021", "ALL", "Inline", "Route:", "/healthz/ready,", "/healthz/ready"] in rows
+    assert ["0.0.0.0", "15090", "ALL", "Inline", "Route:", "/stats/prometheus,", "/stats/prometheus"] in rows
     assert ["0.0.0.0", "8080", "ALL", "Route:", "http.8080"] in rows

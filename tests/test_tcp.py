@@ -116,7 +116,7 @@ def bundle_listener(out_dir: Path, name: str) -> dict:
 def tcp_proxy_of(chain: dict) -> dict:
     for f in chain["filters"]:
         if f["name"] == "envoy.filters.network.tcp_proxy":
-            return f["typed_config"]
+            return f.get("typed_config") or f["typedConfig"]  # the bundle's YAML, or proxy-config's protobuf JSON
     raise AssertionError(f"no tcp_proxy in chain {chain.get('name')}")
 
 
@@ -172,14 +172,15 @@ def test_tcp_names_in_bundle(tmp_path):
     lst = {l["name"]: l for l in listeners_json(out)}
     assert "0.0.0.0_31400" in lst, list(lst)
     l31400 = lst["0.0.0.0_31400"]
-    assert l31400["address"]["socket_address"]["port_value"] == 31400
-    assert not l31400.get("listener_filters"), "a plain TCP listener needs no tls_inspector"
-    assert len(l31400["filter_chains"]) == 1
-    chain = l31400["filter_chains"][0]
-    assert "filter_chain_match" not in chain
+    # proxy-config -o json: protobuf JSON field names, as istioctl prints them
+    assert l31400["address"]["socketAddress"]["portValue"] == 31400
+    assert not l31400.get("listenerFilters"), "a plain TCP listener needs no tls_inspector"
+    assert len(l31400["filterChains"]) == 1
+    chain = l31400["filterChains"][0]
+    assert "filterChainMatch" not in chain
     tp = tcp_proxy_of(chain)
     assert tp["cluster"] == CLUSTER
-    assert tp["stat_prefix"] == CLUSTER
+    assert tp["statPrefix"] == CLUSTER
     names = [c["name"] for c in clusters_json(out)]
     assert CLUSTER in names
 
@@ -743,7 +744,7 @@ spec:
     tp = tcp_proxy_of(bundle_listener(out, "0.0.0.0_31400")["filter_chains"][0])
     assert tp.get("idle_timeout") == "7s", tp
     cl = {c["name"]: c for c in clusters_json(out)}[CLUSTER]
-    assert cl["circuit_breakers"]["thresholds"][0]["max_connections"] == 10
+    assert cl["circuitBreakers"]["thresholds"][0]["maxConnections"] == 10
 
 
 def test_consistent_hash_source_ip_pins_tcp_connections(backend_factory, gateway_factory):
@@ -980,9 +981,9 @@ def test_tcp_servers_with_different_binds_are_separate_listeners(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "EG0206" not in p.stderr
     lst = {l["name"]: l for l in listeners_json(out)}
-    assert tcp_proxy_of(lst["127.0.0.1_31400"]["filter_chains"][0])["cluster"] == "outbound|31400||echo-a.default.svc.cluster.local"
-    assert tcp_proxy_of(lst["127.0.0.2_31400"]["filter_chains"][0])["cluster"] == "outbound|31400||echo-b.default.svc.cluster.local"
-    assert lst["127.0.0.1_31400"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert tcp_proxy_of(lst["127.0.0.1_31400"]["filterChains"][0])["cluster"] == "outbound|31400||echo-a.default.svc.cluster.local"
+    assert tcp_proxy_of(lst["127.0.0.2_31400"]["filterChains"][0])["cluster"] == "outbound|31400||echo-b.default.svc.cluster.local"
+    assert lst["127.0.0.1_31400"]["address"]["socketAddress"]["address"] == "127.0.0.1"
 
 
 def test_tcp_route_to_subset(backend_factory, gateway_factory):

@@ -181,5 +181,8 @@ def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, ru
         port=port.number,
         subset=subset,
         buffer_limit=ctx.hardening.cluster_buffer_limit,
+        # Istio's util.AddConfigInfoMetadata: the (first merged) DestinationRule, for istioctl's DESTINATION RULE
+        metadata_dr=(f"/apis/networking.istio.io/v1/namespaces/{rule.rules[0].namespace}/destination-rule/"
+                     f"{rule.rules[0].name}") if rule is not None and rule.rules else "",
         **kw,
     )
