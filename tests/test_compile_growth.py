@@ -71,3 +71,21 @@ def test_the_count_catches_a_scan_per_gateway(tmp_path: Path, monkeypatch: pytes
     small, large = call_counts(20, False, tmp_path), call_counts(200, False, tmp_path)
     total, offenders = growth(small, large)
     assert any("gateway_ref" in k for _, k, _, _ in offenders), offenders[:5]
+
+
+def test_host_set_agrees_with_matches() -> None:
+    """HostSet (the scope stage's index of destination hosts) answers as ``any(matches(h, d) for d in hosts)``."""
+    import itertools
+    import random
+
+    from envoygen.model.hosts import HostSet, matches
+
+    names = ["*", "*.com", "*example.com", "*.example.com", "a.example.com", "b.a.example.com", "example.com",
+             "*.a.example.com", "*.org", "x.org", "*ample.com", "svc.ns.svc.cluster.local"]
+    rng = random.Random(14)
+    sets = [set(c) for r in range(3) for c in itertools.combinations(names, r)]
+    sets += [set(rng.sample(names, rng.randint(3, len(names)))) for _ in range(200)]
+    for hosts in sets:
+        index = HostSet(hosts)
+        for h in names:
+            assert index.matches_any(h) == any(matches(h, d) for d in hosts), (h, hosts)

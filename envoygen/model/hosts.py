@@ -113,6 +113,35 @@ class HostIndex:
         return sorted(out)
 
 
+class HostSet:
+    """Hosts prepared for "does this host match any of them" (``matches`` against each),
+    in time linear in the length of the host asked about, not in the number of hosts."""
+
+    def __init__(self, hosts: set[str] | list[str]) -> None:
+        self.any = "*" in hosts
+        self.nonempty = bool(hosts)
+        self.exact = {h for h in hosts if not is_wildcard(h)}
+        self.wild = {h[1:] for h in hosts if is_wildcard(h) and h != "*"}  # what follows the "*"
+        self._suffixes: set[str] | None = None
+
+    def _all_suffixes(self) -> set[str]:
+        """Every suffix of every exact name and of every wildcard's tail (built on the first wildcard asked about)."""
+        if self._suffixes is None:
+            self._suffixes = {h[i:] for h in (*self.exact, *self.wild) for i in range(len(h) + 1)}
+        return self._suffixes
+
+    def matches_any(self, host: str) -> bool:
+        if self.any or (host == "*" and self.nonempty) or host in self.exact:
+            return True
+        if not is_wildcard(host):
+            # a wildcard "*t" matches host when host ends with t
+            return any(host[i:] in self.wild for i in range(len(host) + 1))
+        tail = host[1:]
+        # "*tail" matches an exact name ending with tail, or a wildcard "*t" when t ends with tail
+        # (tail is a suffix of some name) or tail ends with t
+        return tail in self._all_suffixes() or any(tail[i:] in self.wild for i in range(len(tail) + 1))
+
+
 def intersection(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
     return HostIndex(server_hosts).intersect(vs_hosts)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..diagnostics import Finding, Findings
 from ..model import Res, Resources
-from ..model.hosts import fqdn, gateway_ref, matches
+from ..model.hosts import HostSet, fqdn, gateway_ref
 from ..model.networking import VirtualService
 from ..workloads import Workload
 
@@ -84,15 +84,16 @@ def scope_for(resources: Resources, built: list[Workload]) -> Scope:
             hosts |= destination_hosts(vs)
         else:
             scope.out[id(vs)] = f"VirtualService {vs.key} binds to no Gateway of the workloads being built"
+    reached = HostSet(hosts)  # linear: each host is looked up, not compared with every destination
     for se in resources.service_entries:
-        if not any(matches(fqdn(h, se.namespace), d) for h in se.obj.spec.hosts for d in hosts):
+        if not any(reached.matches_any(fqdn(h, se.namespace)) for h in se.obj.spec.hosts):
             scope.out[id(se)] = f"ServiceEntry {se.key}: no route of a built gateway reaches its hosts"
     for svc in resources.services:
         if fqdn(svc.name, svc.namespace) not in hosts:
             scope.out[id(svc)] = f"Service {svc.key}: no route of a built gateway reaches it"
     for dr in resources.destination_rules:
         host = fqdn(dr.obj.spec.host, dr.namespace)
-        if not any(matches(d, host) for d in hosts):
+        if not reached.matches_any(host):
             scope.out[id(dr)] = f"DestinationRule {dr.key}: no route of a built gateway reaches host {host}"
     for res in resources.all():
         why = scope.out.get(id(res))
