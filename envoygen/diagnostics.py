@@ -47,6 +47,8 @@ CODES: dict[str, str] = {
     "EG0215": "policy (AuthorizationPolicy, RequestAuthentication, EnvoyFilter, Telemetry) applies to no gateway workload",
     "EG0216": "AuthorizationPolicy rule uses HTTP-only fields on a TCP filter chain",
     "EG0217": "AuthorizationPolicy action CUSTOM (ext_authz provider) is not supported",
+    "EG0218": "EnvoyFilter patch matches nothing in the gateway's configuration",
+    "EG0221": "EnvoyFilter patch target (applyTo, operation, context) is not applied by envoygen",
     # credentials
     "EG0301": "credential referenced but absent",
     "EG0302": "credential name is not a valid Kubernetes name",

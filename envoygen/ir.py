@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .irpolicy import JwtAuthn, JwtProvider, Matcher, Rbac, RbacPolicy, RbacRule  # noqa: F401 - part of the IR
+from .irpolicy import ConfigPatch, JwtAuthn, JwtProvider, Matcher, Rbac, RbacPolicy, RbacRule  # noqa: F401 - part of the IR
 
 # ------------------------------------------------------------------ HTTP routes
 
@@ -412,4 +412,5 @@ class Bootstrap:
     stats_listener: str
     readiness_listener: str
     bound_ports: tuple[int, ...] = ()
+    patches: tuple[ConfigPatch, ...] = ()  # EnvoyFilter patches, applied to the rendered bootstrap
     overload: Overload | None = None  # None: only the global connection limit, as Istio

@@ -79,3 +79,32 @@ class JwtAuthn:
     """envoy.filters.http.jwt_authn: a token, when present, must be valid for one of the providers."""
 
     providers: tuple[JwtProvider, ...]
+
+
+@dataclass(frozen=True)
+class ConfigPatch:
+    """One EnvoyFilter patch, applied in this order to the rendered bootstrap (envoygen/patch.py).
+
+    Empty match fields match anything; ``value`` is the patch value as JSON text (snake_case keys)."""
+
+    apply_to: str
+    operation: str
+    value: str
+    origin: str  # "file:line" of the patch, for findings
+    label: str  # "EnvoyFilter ns/name configPatches[i]"
+    listener_port: int = 0
+    listener_name: str = ""
+    chain_name: str = ""
+    chain_sni: str = ""
+    filter_name: str = ""
+    sub_filter_name: str = ""
+    route_config_name: str = ""
+    route_config_port: int = 0
+    route_port_name: str = ""
+    route_gateway: str = ""
+    vhost_name: str = ""
+    route_name: str = ""
+    cluster_name: str = ""
+    cluster_service: str = ""
+    cluster_port: int = 0
+    cluster_subset: str = ""

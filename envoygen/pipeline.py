@@ -171,6 +171,12 @@ def render_bundles(compiled: Compiled, req: Request, install_dir: str, host_layo
         if host_layout and not compiled.single:
             where = f"{install_dir.rstrip('/')}/{b.workload.name}"
         b.files = bundle_files(renderer, b.bootstrap, where, req.bootstrap_format, b.meta)
+        for p in renderer.unmatched_patches:
+            file, _, line = p.origin.rpartition(":")
+            compiled.findings.warning(file, int(line), "EG0218",
+                                      f"{p.label} ({p.apply_to} {p.operation}) matches nothing in gateway "
+                                      f"{b.workload.namespace}/{b.workload.name}'s configuration; it changes nothing",
+                                      "spec." + p.label.split(" ", 2)[2], "compare the match with `envoygen proxy-config`")
     if compiled.single:
         return dict(compiled.bundles[0].files)
     return several_bundles({b.workload.name: b.files for b in compiled.bundles})

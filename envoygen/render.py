@@ -19,6 +19,7 @@ import yaml
 
 from . import __version__, ir
 from .errors import InputError
+from .patch import apply_patches
 
 ENVOY_VERSION = "1.40.0"
 
@@ -88,6 +89,7 @@ class Renderer:
             autoescape=False,
         )
         self._install_dir = "/"
+        self.unmatched_patches: list[ir.ConfigPatch] = []  # of the last bootstrap rendered
         self.env.filters["j"] = _json
         self.env.filters["dur"] = _duration
         # imported macro files get no render context, so the filter reads the
@@ -114,8 +116,21 @@ class Renderer:
 
     def bootstrap(self, b: ir.Bootstrap, install_dir: str, bootstrap_format: str = "yaml") -> str:
         text = self._render("envoy.yaml.j2", install_dir, b=b)
-        if bootstrap_format == "json":
+        data = None
+        self.unmatched_patches = []
+        if b.patches:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            internal = {b.stats_listener, b.readiness_listener, "prometheus_stats", "agent"}
+            try:
+                self.unmatched_patches = apply_patches(data, b.patches, internal)
+            except ValueError as exc:
+                raise InputError(f"EG0221 {exc}") from None
+            head = text.split("\n", 1)[0] if text.startswith("#") else ""
+            text = (head + "\n# EnvoyFilter patches applied.\n" if head else "") + yaml.safe_dump(
+                data, sort_keys=False, allow_unicode=True, width=4096, default_flow_style=False)
+        if bootstrap_format == "json":
+            if data is None:
+                data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         return text
 

@@ -20,6 +20,7 @@ from ..load import Document, format_path
 from .checks import field_findings
 from .core import Secret, Service
 from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService
+from .envoyfilter import EnvoyFilter
 from .operator import IstioOperator
 from .security import SECURITY_GROUP, SECURITY_VERSIONS, AuthorizationPolicy, RequestAuthentication
 
@@ -29,13 +30,12 @@ _SECURITY: dict[str, type[BaseModel]] = {"AuthorizationPolicy": AuthorizationPol
                                           "RequestAuthentication": RequestAuthentication}
 
 _NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
-               "ServiceEntry": ServiceEntry}
+               "ServiceEntry": ServiceEntry, "EnvoyFilter": EnvoyFilter}
 
 # Kinds whose presence would change what the gateway does, but which envoygen
 # does not compile: refusing them is better than a gateway that behaves
 # differently from the one the YAML describes.
 _REFUSED = {
-    ("networking.istio.io", "EnvoyFilter"): "EnvoyFilter patches are not applied by envoygen",
     ("networking.istio.io", "WorkloadEntry"): "WorkloadEntry endpoints are not implemented; use ServiceEntry endpoints",
     ("networking.istio.io", "WorkloadGroup"): "WorkloadGroup is not implemented",
     ("telemetry.istio.io", "Telemetry"): "Telemetry is not implemented; use meshConfig.accessLogFile",
@@ -105,7 +105,8 @@ class Res(Generic[T]):
 # which Resources list holds each kind
 _LIST_OF = {"Gateway": "gateways", "VirtualService": "virtual_services", "DestinationRule": "destination_rules",
             "ServiceEntry": "service_entries", "Service": "services", "Secret": "secrets", "IstioOperator": "operators",
-            "AuthorizationPolicy": "authorization_policies", "RequestAuthentication": "request_authentications"}
+            "AuthorizationPolicy": "authorization_policies", "RequestAuthentication": "request_authentications",
+            "EnvoyFilter": "envoy_filters"}
 
 
 @dataclass
@@ -119,12 +120,13 @@ class Resources:
     operators: list[Res[IstioOperator]] = field(default_factory=list)
     authorization_policies: list[Res[AuthorizationPolicy]] = field(default_factory=list)
     request_authentications: list[Res[RequestAuthentication]] = field(default_factory=list)
+    envoy_filters: list[Res[EnvoyFilter]] = field(default_factory=list)
     secret_data: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
 
     def all(self) -> list[Res[Any]]:
         return [*self.gateways, *self.virtual_services, *self.destination_rules, *self.service_entries,
                 *self.services, *self.secrets, *self.operators, *self.authorization_policies,
-                *self.request_authentications]
+                *self.request_authentications, *self.envoy_filters]
 
 
 def _loc_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:

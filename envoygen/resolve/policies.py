@@ -52,3 +52,18 @@ def policies_for(items: list[Res[Any]], workload: Workload) -> list[Res[Any]]:
     """The policies of ``items`` that attach to ``workload``, root namespace first, each by creation time."""
     chosen = [r for r in items if policy_applies(r, workload)]
     return sorted(chosen, key=lambda r: (r.namespace != ROOT_NAMESPACE, r.sort_key()))
+
+
+def envoy_filter_applies(res: Res[Any], workload: Workload) -> bool:
+    """EnvoyFilter: in the root namespace or the workload's, ``workloadSelector.labels`` ⊆ its labels
+    (pilot/pkg/model/envoyfilter.go; no selector: every workload of that namespace, or of the mesh)."""
+    if res.namespace not in (ROOT_NAMESPACE, workload.namespace):
+        return False
+    sel = res.obj.spec.workload_selector
+    return workload.selects(sel.labels if sel is not None else {})
+
+
+def envoy_filters_for(items: list[Res[Any]], workload: Workload) -> list[Res[Any]]:
+    """Istio's order: priority, then root namespace before the workload's, then creation time and name."""
+    chosen = [r for r in items if envoy_filter_applies(r, workload)]
+    return sorted(chosen, key=lambda r: (r.obj.spec.priority, r.namespace != ROOT_NAMESPACE, r.sort_key()))

@@ -8,6 +8,7 @@ from ..resolve import View
 from .authn import attach_jwt, build_jwt
 from .authz import attach_rbac
 from .clusters import build_cluster
+from .envoyfilter import build_patches
 from .context import Context, Options
 from .gateway import build_listeners
 
@@ -82,6 +83,7 @@ def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
         workload=workload.name,
         namespace=workload.namespace,
         bound_ports=tuple(bound),
+        patches=build_patches(view.envoy_filters),
         overload=ctx.hardening.overload,
     )
 
