@@ -244,13 +244,24 @@ def validate(fmt: str, fail_on: str, envoy_path: str | None, skip_envoy: bool, q
 @click.option("--drain-seconds", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C: fail readiness, close the listeners, wait at most this long for open "
                    "connections, then stop Envoy (as the image does). 0: stop at once; a second signal cuts it short.")
+@click.option("--resolve", "resolve", multiple=True, metavar="NAME[:PORT]=ADDR[:PORT]",
+              help="Send this run's traffic for endpoint NAME (on PORT) to ADDR (and its PORT), as curl's "
+                   "--resolve, e.g. webapp.istioinaction.svc.cluster.local:8080=127.0.0.1:18080. Repeatable.")
 @QUIET
-def run(envoy_path: str | None, log_level: str, drain_seconds: float, quiet: bool, **kw: Any) -> None:
-    """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C drains, then stops)."""
+def run(envoy_path: str | None, log_level: str, drain_seconds: float, resolve: tuple[str, ...], quiet: bool,
+        **kw: Any) -> None:
+    """Render to a temporary bundle and run Envoy on it in the foreground (Ctrl-C drains, then stops).
+
+    \b
+    Prints "listening" once Envoy is ready; warns about endpoints that do not
+    resolve on this host (--resolve points them elsewhere); a port in use exits 3.
+    """
+    from . import runcheck
     from .envoy import find_envoy
     from .pipeline import render_for_host
     from .runner import run_supervised
 
+    mapping = runcheck.parse_resolve(resolve)
     binary = find_envoy(envoy_path)
     compiled, root = render_for_host(_request(kw), sys.stdin.buffer)
     try:
@@ -258,9 +269,20 @@ def run(envoy_path: str | None, log_level: str, drain_seconds: float, quiet: boo
         if not compiled.single:
             raise InputError("several gateway workloads; choose one with --gateway LABELS")
         b = compiled.bundles[0]
-        for l in b.bootstrap.listeners:
-            click.echo(f"listening on {l.address}:{l.port} ({l.name})", err=True)
-        click.echo(f"readiness http://127.0.0.1:{b.bootstrap.readiness_port}/healthz/ready; bundle {root}", err=True)
+        boot = b.bootstrap
+        if mapping:
+            runcheck.apply_resolve(root / b.bootstrap_file, mapping)
+        for cluster, host in runcheck.unresolved(root / b.bootstrap_file):
+            click.echo(f"warning: {host} does not resolve on this host: requests to {cluster} will answer "
+                       f"503 (point it at a local address with --resolve {host}=ADDR)", err=True)
+        runcheck.check_ports_free([(l.address, l.port) for l in boot.listeners]
+                                  + [("0.0.0.0", boot.readiness_port), ("0.0.0.0", boot.stats_port),
+                                     ("127.0.0.1", boot.admin_port)])
+        lines = [f"listening on {l.address}:{l.port} ({l.name})" for l in boot.listeners]
+        lines.append(f"readiness http://127.0.0.1:{boot.readiness_port}/healthz/ready; bundle {root}")
+        if quiet:
+            lines = []
+        runcheck.announce_when_ready(boot.readiness_port, lines, lambda line: click.echo(line, err=True))
         # as pilot-agent does: access log lines reach their file within a second (Envoy's default is 10 s)
         cmd = [str(binary), "-c", str(root / b.bootstrap_file), "--log-level", log_level,
                "--disable-hot-restart", "--file-flush-interval-msec", "1000", "--component-log-level", "misc:error"]
