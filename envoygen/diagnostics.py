@@ -49,6 +49,7 @@ CODES: dict[str, str] = {
     "EG0217": "AuthorizationPolicy action CUSTOM (ext_authz provider) is not supported",
     "EG0218": "EnvoyFilter patch matches nothing in the gateway's configuration",
     "EG0221": "EnvoyFilter patch target (applyTo, operation, context) is not applied by envoygen",
+    "EG0222": "Telemetry access-log provider unknown or not supported (several at once, not a file logger)",
     # credentials
     "EG0301": "credential referenced but absent",
     "EG0302": "credential name is not a valid Kubernetes name",

@@ -189,6 +189,7 @@ class AccessLog:
     encoding: Literal["TEXT", "JSON"]
     text_format: str = ""
     json_format: tuple[tuple[str, str], ...] = ()
+    filter_expression: str = ""  # Telemetry accessLogging filter: Envoy's CEL access-log filter
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,14 @@ from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, Servi
 from .envoyfilter import EnvoyFilter
 from .operator import IstioOperator
 from .security import SECURITY_GROUP, SECURITY_VERSIONS, AuthorizationPolicy, RequestAuthentication
+from .telemetry import TELEMETRY_GROUP, TELEMETRY_VERSIONS, Telemetry
 
 T = TypeVar("T")
 
 _SECURITY: dict[str, type[BaseModel]] = {"AuthorizationPolicy": AuthorizationPolicy,
                                           "RequestAuthentication": RequestAuthentication}
+_POLICY_GROUPS: dict[str, tuple[tuple[str, ...], dict[str, type[BaseModel]]]] = {
+    SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY), TELEMETRY_GROUP: (TELEMETRY_VERSIONS, {"Telemetry": Telemetry})}
 
 _NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
                "ServiceEntry": ServiceEntry, "EnvoyFilter": EnvoyFilter}
@@ -38,7 +41,6 @@ _NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "Destinatio
 _REFUSED = {
     ("networking.istio.io", "WorkloadEntry"): "WorkloadEntry endpoints are not implemented; use ServiceEntry endpoints",
     ("networking.istio.io", "WorkloadGroup"): "WorkloadGroup is not implemented",
-    ("telemetry.istio.io", "Telemetry"): "Telemetry is not implemented; use meshConfig.accessLogFile",
     ("extensions.istio.io", "WasmPlugin"): "WasmPlugin is not implemented",
 }
 
@@ -106,7 +108,7 @@ class Res(Generic[T]):
 _LIST_OF = {"Gateway": "gateways", "VirtualService": "virtual_services", "DestinationRule": "destination_rules",
             "ServiceEntry": "service_entries", "Service": "services", "Secret": "secrets", "IstioOperator": "operators",
             "AuthorizationPolicy": "authorization_policies", "RequestAuthentication": "request_authentications",
-            "EnvoyFilter": "envoy_filters"}
+            "EnvoyFilter": "envoy_filters", "Telemetry": "telemetries"}
 
 
 @dataclass
@@ -121,12 +123,13 @@ class Resources:
     authorization_policies: list[Res[AuthorizationPolicy]] = field(default_factory=list)
     request_authentications: list[Res[RequestAuthentication]] = field(default_factory=list)
     envoy_filters: list[Res[EnvoyFilter]] = field(default_factory=list)
+    telemetries: list[Res[Telemetry]] = field(default_factory=list)
     secret_data: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
 
     def all(self) -> list[Res[Any]]:
         return [*self.gateways, *self.virtual_services, *self.destination_rules, *self.service_entries,
                 *self.services, *self.secrets, *self.operators, *self.authorization_policies,
-                *self.request_authentications, *self.envoy_filters]
+                *self.request_authentications, *self.envoy_filters, *self.telemetries]
 
 
 def _loc_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -252,12 +255,13 @@ def _model_for(doc: Document, api_version: str, kind: str, label: str, findings:
         return Service if kind == "Service" else Secret
     elif kind == "IstioOperator" and group == "install.istio.io":
         return IstioOperator
-    elif group == SECURITY_GROUP and kind in _SECURITY:
-        if version not in SECURITY_VERSIONS:
+    elif group in _POLICY_GROUPS and kind in _POLICY_GROUPS[group][1]:
+        versions, kinds = _POLICY_GROUPS[group]
+        if version not in versions:
             findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
-                           + ", ".join(f"{group}/{v}" for v in SECURITY_VERSIONS), "apiVersion")
+                           + ", ".join(f"{group}/{v}" for v in versions), "apiVersion")
             return None
-        return _SECURITY[kind]
+        return kinds[kind]
     elif _unknown_istio_kind(group, kind):
         findings.error(doc.file, doc.line, "EG0007", f"{label}: {_unknown_istio_kind(group, kind)}", "kind")
         return None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import Duration, Loose, PositiveDuration, Metadata, Port, Strict, no_effect, unsupported
+from .base import Duration, Loose, Metadata, NonEmptyStr, Port, PositiveDuration, Strict, no_effect, unsupported
 
 
 class OperatorServicePort(Strict):
@@ -71,6 +71,40 @@ class ProxyConfig(Strict):
     proxy_metadata: no_effect("pilot-agent metadata; there is no pilot-agent", dict[str, str] | None) = None
 
 
+class LogFormat(Strict):
+    text: str | None = None
+    labels: dict[str, str] | None = None
+
+
+class FileAccessLogProvider(Strict):
+    path: str = "/dev/stdout"
+    log_format: LogFormat | None = None
+
+
+class ExtensionProvider(Strict):
+    name: NonEmptyStr
+    envoy_file_access_log: FileAccessLogProvider | None = None
+    envoy_ext_authz_http: unsupported("ext_authz providers are not implemented") = None
+    envoy_ext_authz_grpc: unsupported("ext_authz providers are not implemented") = None
+    zipkin: unsupported("tracing providers are not implemented") = None
+    datadog: unsupported("tracing providers are not implemented") = None
+    stackdriver: unsupported("tracing providers are not implemented") = None
+    opencensus: unsupported("tracing providers are not implemented") = None
+    skywalking: unsupported("tracing providers are not implemented") = None
+    opentelemetry: unsupported("tracing providers are not implemented") = None
+    prometheus: unsupported("metrics providers are not implemented") = None
+    envoy_http_als: unsupported("gRPC access log services are not implemented") = None
+    envoy_tcp_als: unsupported("gRPC access log services are not implemented") = None
+    envoy_otel_als: unsupported("OpenTelemetry access logs are not implemented") = None
+    sds: unsupported("SDS providers are not implemented") = None
+
+
+class DefaultProviders(Strict):
+    access_logging: list[str] = Field(default_factory=list)
+    tracing: unsupported("tracing providers are not implemented") = None
+    metrics: unsupported("metrics providers are not implemented") = None
+
+
 class MeshConfig(Strict):
     access_log_file: str = ""
     access_log_encoding: Literal["TEXT", "JSON"] = "TEXT"
@@ -87,8 +121,8 @@ class MeshConfig(Strict):
     enable_auto_mtls: no_effect("mesh mTLS to sidecar endpoints", bool | None) = None
     trust_domain: no_effect("mesh identities", str | None) = None
     root_namespace: no_effect("DestinationRules are looked up in creation order (docs/istio-fidelity.md)", str | None) = None
-    extension_providers: unsupported("extension providers (tracing, ext_authz, ...) are not implemented") = None
-    default_providers: unsupported("default providers are not implemented") = None
+    extension_providers: list[ExtensionProvider] = Field(default_factory=list)
+    default_providers: DefaultProviders | None = None
     tls_defaults: unsupported("meshConfig.tlsDefaults is not implemented") = None
 
 

@@ -19,7 +19,7 @@ from ..model.hosts import gateway_ref
 from ..model.networking import VirtualService
 from ..workloads import Workload
 from .jwks import resolve_jwks
-from .policies import envoy_filters_for, policies_for
+from .policies import envoy_filters_for, policies_for, telemetry_chain
 from .material import Material, MaterialOptions, Ref
 from .registry import ROOT_NAMESPACE, MergedRule, ServiceInfo, build_registry, merged_rules, rule_for
 
@@ -63,6 +63,7 @@ class View:
     request_authentications: list[Res[Any]] = field(default_factory=list)
     jwks: dict[str, str] = field(default_factory=dict)  # jwksUri → the JWKS read at build time
     envoy_filters: list[Res[Any]] = field(default_factory=list)  # attached EnvoyFilters, in patch order
+    telemetries: list[Res[Any]] = field(default_factory=list)  # root, namespace, workload: least specific first
     _bound: dict[str, list[Res[VirtualService]]] = field(default_factory=dict, repr=False)
     _ordered: dict[str, list[Res[VirtualService]]] = field(default_factory=dict, repr=False)
 
@@ -91,6 +92,7 @@ def resolve(resources: Resources, workload: Workload, findings: Findings,
                 authorization_policies=policies_for(resources.authorization_policies, workload),
                 request_authentications=authn,
                 envoy_filters=envoy_filters_for(resources.envoy_filters, workload),
+                telemetries=telemetry_chain(resources.telemetries, workload),
                 jwks=resolve_jwks(authn, dict(material.jwks_files), material.jwks_fetch, findings),
                 _bound=_bound_by_gateway(resources))
 

@@ -67,3 +67,21 @@ def envoy_filters_for(items: list[Res[Any]], workload: Workload) -> list[Res[Any
     """Istio's order: priority, then root namespace before the workload's, then creation time and name."""
     chosen = [r for r in items if envoy_filter_applies(r, workload)]
     return sorted(chosen, key=lambda r: (r.obj.spec.priority, r.namespace != ROOT_NAMESPACE, r.sort_key()))
+
+
+def telemetry_chain(items: list[Res[Any]], workload: Workload) -> list[Res[Any]]:
+    """The Telemetries that shape ``workload``, least specific first (pilot/pkg/model/telemetry.go
+    applicableTelemetries): the root namespace's namespace-wide one, its own namespace's, then the
+    oldest one whose selector (or targetRefs) picks the workload."""
+    def oldest(cands: list[Res[Any]]) -> list[Res[Any]]:
+        return sorted(cands, key=lambda r: r.sort_key())[:1]
+
+    def wide(r: Res[Any]) -> bool:
+        s = r.obj.spec
+        return (s.selector is None or not s.selector.match_labels) and not _target_refs(s)
+
+    chain = oldest([r for r in items if r.namespace == ROOT_NAMESPACE and wide(r)])
+    if workload.namespace != ROOT_NAMESPACE:
+        chain += oldest([r for r in items if r.namespace == workload.namespace and wide(r)])
+    chain += oldest([r for r in items if r.namespace == workload.namespace and not wide(r) and policy_applies(r, workload)])
+    return chain

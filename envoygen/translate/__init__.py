@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import ir, names
 from ..diagnostics import Findings
 from ..resolve import View
@@ -9,6 +11,7 @@ from .authn import attach_jwt, build_jwt
 from .authz import attach_rbac
 from .clusters import build_cluster
 from .envoyfilter import build_patches
+from .telemetry import telemetry_access_log
 from .context import Context, Options
 from .gateway import build_listeners
 
@@ -39,6 +42,11 @@ ISTIO_JSON_LOG_FORMAT = (
 
 
 def access_log(ctx: Context) -> ir.AccessLog | None:
+    decided, log = telemetry_access_log(ctx, ISTIO_TEXT_LOG_FORMAT)
+    if decided:
+        if log is not None and ctx.options.access_log is not None:  # --access-log moves (or drops) it
+            return replace(log, path=ctx.options.access_log) if ctx.options.access_log else None
+        return log
     mesh = ctx.workload.mesh
     path = ctx.options.access_log if ctx.options.access_log is not None else mesh.access_log_file
     if not path:
