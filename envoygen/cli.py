@@ -29,6 +29,8 @@ PROXY_CONFIG_KINDS = ("listener", "listeners", "l", "route", "routes", "r", "clu
 # Commands whose module is imported only when they run; --help lists them with this text.
 LAZY_COMMANDS = {
     "certs": ("envoygen.certs_command", "certs", "Mint a development PKI and credentials for `--credentials-dir` (development only)."),
+    "diff": ("envoygen.review_commands", "diff_command", "Compare two gateways: bundles, or inputs (rendered first). Exit 0 equal, 1 different."),
+    "graph": ("envoygen.review_commands", "graph_command", "Draw what routes where: listener → filter chain (SNI, TLS) → route config → vhost →..."),
 }
 
 
@@ -376,31 +378,6 @@ def proxy_config(what: str, bundle: Path, fmt: str, namespace: str | None, quiet
 
 
 cli.add_command(proxy_config, "pc")
-
-
-@cli.command("diff")
-@click.argument("a", type=click.Path(path_type=Path))
-@click.argument("b", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
-              help="markdown: tables for a review comment.")
-@click.option("--credentials-dir", type=click.Path(file_okay=False), default=None,
-              help="For inputs (not bundles): credentials, as render takes them.")
-@QUIET
-def diff_command(a: Path, b: Path, fmt: str, credentials_dir: str | None, quiet: bool) -> None:
-    """Compare two gateways: bundles, or inputs (rendered first). Exit 0 equal, 1 different.
-
-    \b
-    Listeners, filter chains, routes, clusters, endpoints and secrets are
-    reported added (+), removed (-) or changed (~); certificates by
-    fingerprint and serial, never key bytes.
-    """
-    from .bundlediff import format_markdown, format_text, run as run_diff
-
-    changes = run_diff(a, b, ["--credentials-dir", credentials_dir] if credentials_dir else [])
-    click.echo(format_markdown(changes, str(a), str(b)) if fmt == "markdown" else format_text(changes), nl=False)
-    if not quiet:
-        click.echo(f"{len(changes)} change(s)" if changes else "no change", err=True)
-    raise SystemExit(1 if changes else 0)
 
 
 @cli.command("ir")
