@@ -30,6 +30,7 @@ PROXY_CONFIG_KINDS = ("listener", "listeners", "l", "route", "routes", "r", "clu
 LAZY_COMMANDS = {
     "certs": ("envoygen.certs_command", "certs", "Mint a development PKI and credentials for `--credentials-dir` (development only)."),
     "diff": ("envoygen.review_commands", "diff_command", "Compare two gateways: bundles, or inputs (rendered first). Exit 0 equal, 1 different."),
+    "manifests": ("envoygen.review_commands", "manifests_command", "Kubernetes manifests (and a Compose file) running a built gateway image as N replicas."),
     "graph": ("envoygen.review_commands", "graph_command", "Draw what routes where: listener → filter chain (SNI, TLS) → route config → vhost →..."),
 }
 

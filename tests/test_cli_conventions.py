@@ -16,7 +16,7 @@ from harness import run_envoygen
 
 REPO = Path(__file__).resolve().parent.parent
 FORMAT = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+): (?P<sev>error|warning|info) (?P<code>EG\d{4}) (?P<msg>.*)$")
-COMMANDS = ["render", "validate", "run", "build", "proxy-config", "ir", "certs", "completion", "diff", "graph"]
+COMMANDS = ["render", "validate", "run", "build", "proxy-config", "ir", "certs", "completion", "diff", "graph", "manifests"]
 
 
 def test_bash_completion_script_loads_and_completes() -> None:
