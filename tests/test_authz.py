@@ -181,3 +181,21 @@ def test_bad_values_refused(tmp_path):
     assert p.returncode == 1
     for path in ("ipBlocks[0]", "ports[0]", "paths[0]", "when[0]"):
         assert path in p.stderr, (path, p.stderr)
+
+
+def test_proxy_config_filters_column_shows_where_policies_apply(tmp_path):
+    """``proxy-config listeners --filters``: each chain's network filters, the HCM's HTTP filters in brackets."""
+    deny = policy("deny", {"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["192.0.2.0/24"]}}]}]})
+    f = tmp_path / "in.yaml"
+    f.write_text(dump(*web(9, ["a.example.com"])) + "---\n" + _tcp_docs(9, deny))
+    out = tmp_path / "out"
+    p = run_envoygen(["render", "-f", f, "-o", out])
+    assert p.returncode == 0, p.stderr
+    p = run_envoygen(["proxy-config", "listeners", out, "--filters"])
+    assert p.returncode == 0, p.stderr
+    rows = {line.split()[1]: line.split()[-1] for line in p.stdout.splitlines()[1:]}
+    assert p.stdout.splitlines()[0].split()[-1] == "FILTERS"
+    assert rows["8080"] == "http_connection_manager[rbac,fault,cors,router]"
+    assert rows["31400"] == "rbac,tcp_proxy"
+    plain = run_envoygen(["proxy-config", "listeners", out])
+    assert "FILTERS" not in plain.stdout  # istioctl's columns unless asked

@@ -23,6 +23,7 @@ class Filters:
     address: str = ""
     cluster: str = ""
     status: str = ""
+    with_filters: bool = False  # listeners: a FILTERS column (not istioctl's; see chain_filters)
 
 
 Table = tuple[list[str], list[list[str]], list[Any]]
@@ -103,6 +104,26 @@ def _destination(fc: dict[str, Any]) -> str:
     return "Non-HTTP/Non-TCP"
 
 
+def _short(name: str) -> str:
+    for prefix in ("envoy.filters.network.", "envoy.filters.http."):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def chain_filters(fc: dict[str, Any]) -> str:
+    """A chain's network filters in order, an HCM's HTTP filters in brackets: ``rbac,tcp_proxy``,
+    ``http_connection_manager[jwt_authn,rbac,fault,cors,router]`` (envoy.filters.* prefixes dropped)."""
+    out = []
+    for f in fc.get("filters") or []:
+        name = _short(str(f.get("name", "")))
+        if f.get("name") == HCM:
+            http = (f.get("typed_config") or {}).get("http_filters") or []
+            name += "[" + ",".join(_short(str(h.get("name", ""))) for h in http) + "]"
+        out.append(name)
+    return ",".join(out)
+
+
 def listeners(b: Bundle, flt: Filters) -> Table:
     chosen = []
     for l in b.listeners:
@@ -114,10 +135,11 @@ def listeners(b: Bundle, flt: Filters) -> Table:
     rows = []
     for l in chosen:
         addr, port = _socket(l)
-        chains = [(_chain_match(fc.get("filter_chain_match")), _destination(fc)) for fc in l.get("filter_chains") or []]
+        chains = [(_chain_match(fc.get("filter_chain_match")), _destination(fc), chain_filters(fc))
+                  for fc in l.get("filter_chains") or []]
         chains.sort(key=lambda c: c[1], reverse=True)  # istioctl: by destination, descending
-        rows += [[addr, str(port), m, d] for m, d in chains]
-    return ["ADDRESSES", "PORT", "MATCH", "DESTINATION"], rows, chosen
+        rows += [[addr, str(port), m, d, *([f] if flt.with_filters else [])] for m, d, f in chains]
+    return ["ADDRESSES", "PORT", "MATCH", "DESTINATION", *(["FILTERS"] if flt.with_filters else [])], rows, chosen
 
 
 # ---------------------------------------------------------------- routes
