@@ -18,6 +18,7 @@ from .model.networking import Destination, Gateway, StringMatch, VirtualService
 from .resolve import ROOT_NAMESPACE, View, resolve_namespace
 from .resolve.matches import is_catch_all, route_match
 from .resolve.registry import ServiceInfo, rule_for
+from .resolve.workload_entries import workload_entry_yaml
 from .workloads import Workload
 
 try:
@@ -148,11 +149,25 @@ def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, reg
                     f"VirtualService {vs.key}: subset {d.subset!r} of {host} is not defined by any DestinationRule",
                     where + ".subset", "define it under a DestinationRule's spec.subsets")
         elif subset.labels and not any(all(ep.labels.get(k) == v for k, v in subset.labels.items()) for ep in svc.endpoints):
-            hint = ("a Kubernetes Service has no pod labels here; use a ServiceEntry with labelled endpoints"
-                    if svc.origin.startswith("Service ") else "label the ServiceEntry endpoints")
-            f.error(vs.file, vs.line(*path, "subset"), "EG0203",
-                    f"VirtualService {vs.key}: subset {d.subset!r} of {host} selects no endpoint of {svc.origin} "
-                    f"(labels {dict(subset.labels)}); Istio would answer 503", where + ".subset", hint)
+            _subset_without_endpoints(f, vs, d.subset, dict(subset.labels), svc, where + ".subset", vs.line(*path, "subset"))
+
+
+def _subset_without_endpoints(f: Findings, vs: Res[VirtualService], subset: str, labels: dict[str, str],
+                              svc: ServiceInfo, where: str, line: int) -> None:
+    """EG0231: name what is missing (pods with these labels) and show the WorkloadEntry to add."""
+    if svc.origin.startswith("Service "):
+        selector = svc.selector
+        want = {**selector, **labels}
+        missing = (f"no WorkloadEntry in namespace {svc.namespace} has the Service's selector {selector} and the "
+                   f"subset's labels {labels} (envoygen does not see pods)")
+        entry = workload_entry_yaml(svc.host.split(".")[0] + "-" + subset, svc.namespace, want)
+        hint = (f"add {entry}, or pass "
+                f"--workload-address NAME=ADDR for the Deployment whose pod labels are {want}")
+    else:
+        missing = f"no endpoint of {svc.origin} (nor a WorkloadEntry it selects) has the labels {labels}"
+        hint = "label the ServiceEntry endpoints, or add a WorkloadEntry its workloadSelector selects"
+    f.error(vs.file, line, "EG0231", f"VirtualService {vs.key}: subset {subset!r} of {svc.host} selects no endpoint: {missing}",
+            where, hint)
 
 
 def _server_index(gw: Res[Gateway], i: int, namespace: str, cache: dict) -> HostIndex:

@@ -50,6 +50,8 @@ CODES: dict[str, str] = {
     "EG0218": "EnvoyFilter patch matches nothing in the gateway's configuration",
     "EG0221": "EnvoyFilter patch target (applyTo, operation, context) is not applied by envoygen",
     "EG0222": "Telemetry access-log provider unknown or not supported (several at once, not a file logger)",
+    "EG0230": "--workload-address names no Deployment, StatefulSet, DaemonSet or Pod of the input",
+    "EG0231": "destination subset selects no endpoint: no WorkloadEntry (or --workload-address) carries its labels",
     # credentials
     "EG0301": "credential referenced but absent",
     "EG0302": "credential name is not a valid Kubernetes name",

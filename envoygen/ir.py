@@ -294,6 +294,7 @@ class Endpoint:
     address: str
     port: int
     weight: int | None = None
+    locality: str = ""  # Istio's region/zone/subzone (empty: none)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,25 @@ class JwksFileType(click.ParamType):
         return uri, path
 
 
+class WorkloadAddressType(click.ParamType):
+    """``NAME=ADDR`` or ``NAME=ADDR:PORT``; NAME is ``name`` or ``namespace/name``."""
+
+    name = "NAME=ADDR[:PORT]"
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, str, int | None]:  # noqa: ANN001
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        name, sep, addr = text.partition("=")
+        port = None
+        host, colon, tail = addr.rpartition(":")
+        if colon and tail.isdigit():
+            addr, port = host, int(tail)
+        if not sep or not name or not addr or (port is not None and not 1 <= port <= 65535):
+            self.fail(f"{text!r} is not NAME=ADDR or NAME=ADDR:PORT, e.g. reviews-v2=10.0.0.12", param, ctx)
+        return name, addr, port
+
+
 class LabelsType(click.ParamType):
     name = "LABELS"
 
@@ -88,6 +107,11 @@ def render_options(f: Callable) -> Callable:
         _port("--admin-port", 15000, "Envoy admin port (127.0.0.1 only)."),
         _port("--readiness-port", 15021, "Readiness port (/healthz/ready)."),
         _port("--stats-port", 15090, "Prometheus port (/stats/prometheus)."),
+        click.option("--workload-address", "workload_addresses", type=WorkloadAddressType(), multiple=True,
+                     help="Where the pods of a Deployment/StatefulSet/DaemonSet/Pod of the input run: NAME=ADDR[:PORT] "
+                          "(NAME or NAMESPACE/NAME). It becomes a WorkloadEntry with the pod-template labels, so a "
+                          "Service selecting them gets labelled endpoints for subsets; PORT replaces every target port. "
+                          "Repeatable."),
         click.option("--credentials-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Directory with <credentialName>/tls.crt, tls.key, ca.crt (a Secret in the input wins)."),
         click.option("--allow-expired", is_flag=True, help="Accept expired or not-yet-valid certificates (warning)."),

@@ -27,6 +27,7 @@ from .model import parse_documents
 from .render import Renderer
 from .resolve import MaterialOptions, View, resolve
 from .resolve.scope import scope_for
+from .resolve.workload_entries import add_workload_addresses
 from .translate import Options, translate
 from .workloads import Workload, workloads_from
 
@@ -41,6 +42,7 @@ class Request:
     bootstrap_format: str = "yaml"
     install_dir: str = "/etc/envoy"
     material: MaterialOptions = field(default_factory=MaterialOptions)  # where credentials come from, expiry policy
+    workload_addresses: tuple[tuple[str, str, int | None], ...] = ()  # --workload-address NAME=ADDR[:PORT]
 
 
 @dataclass
@@ -116,6 +118,7 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
     if not docs and not findings.errors:
         findings.warning(", ".join(req.paths), 0, "EG0001", "the input holds no YAML document; the bundle will serve nothing")
     resources = parse_documents(docs, req.namespace, findings)
+    add_workload_addresses(resources, req.workload_addresses, req.namespace, findings)
     _stop_on_errors(findings, deferred=DEFERRED)  # unsupported fields wait for the scope rule
     workloads = workloads_from(resources, findings)
     _stop_on_errors(findings, deferred=DEFERRED)

@@ -190,7 +190,7 @@ def render_err(gateway_factory, text: str):
 
 
 def finding(err: str, code: str) -> list[str]:
-    return [ln for ln in err.splitlines() if re.match(rf"^\S+\.yaml:\d+: {code} ", ln)]
+    return [ln for ln in err.splitlines() if re.match(rf"^\S+\.yaml:\d+: (?:error )?{code} ", ln)]
 
 
 def test_destination_without_registry_entry(gateway_factory):
@@ -246,10 +246,10 @@ spec:
 
 
 def test_subset_selecting_no_endpoints_is_an_error(gateway_factory):
-    """A subset of a Kubernetes Service (envoygen knows no pods, so no labels) or
+    """A subset of a Kubernetes Service that no WorkloadEntry (or --workload-address) serves, or
     a subset whose labels match no ServiceEntry endpoint gives a cluster without
     endpoints: every request would be a 503. envoygen's rule (docs/istio-fidelity.md,
-    "Stricter at build time"): a destination without endpoints is EG0203."""
+    "Stricter at build time"): a subset without endpoints is EG0231, naming what to add."""
     text = gw_yaml("a.example.com", "b.example.com")
     text += vs("vs-svc", "a.example.com", "catalog", ", subset: version-v1")
     text += vs("vs-se", "b.example.com", "webapp", ", subset: v9")
@@ -281,8 +281,8 @@ spec:
   - {name: v9, labels: {version: v9}}
 """
     err = render_err(gateway_factory, text)
-    lines = finding(err, "EG0203")
-    assert any("istioinaction/vs-svc" in ln and "version-v1" in ln for ln in lines), err
+    lines = finding(err, "EG0231")  # a subset that selects nothing names the WorkloadEntry to add (issue 10)
+    assert any("istioinaction/vs-svc" in ln and "version-v1" in ln and "kind: WorkloadEntry" in ln for ln in lines), err
     assert any("istioinaction/vs-se" in ln and "v9" in ln for ln in lines), err
 
 

@@ -19,7 +19,8 @@ from ..diagnostics import Findings
 from ..load import Document, format_path
 from .checks import field_findings
 from .core import Secret, Service
-from .networking import API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService
+from .networking import (API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService,
+                         WorkloadEntryResource)
 from .envoyfilter import EnvoyFilter
 from .operator import IstioOperator
 from .security import SECURITY_GROUP, SECURITY_VERSIONS, AuthorizationPolicy, RequestAuthentication
@@ -33,13 +34,12 @@ _POLICY_GROUPS: dict[str, tuple[tuple[str, ...], dict[str, type[BaseModel]]]] = 
     SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY), TELEMETRY_GROUP: (TELEMETRY_VERSIONS, {"Telemetry": Telemetry})}
 
 _NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
-               "ServiceEntry": ServiceEntry, "EnvoyFilter": EnvoyFilter}
+               "ServiceEntry": ServiceEntry, "EnvoyFilter": EnvoyFilter, "WorkloadEntry": WorkloadEntryResource}
 
 # Kinds whose presence would change what the gateway does, but which envoygen
 # does not compile: refusing them is better than a gateway that behaves
 # differently from the one the YAML describes.
 _REFUSED = {
-    ("networking.istio.io", "WorkloadEntry"): "WorkloadEntry endpoints are not implemented; use ServiceEntry endpoints",
     ("networking.istio.io", "WorkloadGroup"): "WorkloadGroup is not implemented",
     ("extensions.istio.io", "WasmPlugin"): "WasmPlugin is not implemented",
 }
@@ -108,7 +108,23 @@ class Res(Generic[T]):
 _LIST_OF = {"Gateway": "gateways", "VirtualService": "virtual_services", "DestinationRule": "destination_rules",
             "ServiceEntry": "service_entries", "Service": "services", "Secret": "secrets", "IstioOperator": "operators",
             "AuthorizationPolicy": "authorization_policies", "RequestAuthentication": "request_authentications",
-            "EnvoyFilter": "envoy_filters", "Telemetry": "telemetries"}
+            "EnvoyFilter": "envoy_filters", "Telemetry": "telemetries",
+            "WorkloadEntry": "workload_entries"}
+
+# Kinds whose pod-template labels ``--workload-address NAME=ADDR`` turns into a WorkloadEntry
+POD_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("", "Pod")}
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """A Deployment/StatefulSet/DaemonSet/Pod of the input: its name and its pods' labels (nothing else is read)."""
+
+    kind: str
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    file: str
+    line: int
 
 
 @dataclass
@@ -124,12 +140,14 @@ class Resources:
     request_authentications: list[Res[RequestAuthentication]] = field(default_factory=list)
     envoy_filters: list[Res[EnvoyFilter]] = field(default_factory=list)
     telemetries: list[Res[Telemetry]] = field(default_factory=list)
+    workload_entries: list[Res[WorkloadEntryResource]] = field(default_factory=list)
+    pod_templates: list[PodTemplate] = field(default_factory=list)
     secret_data: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
 
     def all(self) -> list[Res[Any]]:
         return [*self.gateways, *self.virtual_services, *self.destination_rules, *self.service_entries,
                 *self.services, *self.secrets, *self.operators, *self.authorization_policies,
-                *self.request_authentications, *self.envoy_filters, *self.telemetries]
+                *self.request_authentications, *self.envoy_filters, *self.telemetries, *self.workload_entries]
 
 
 def _loc_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -272,6 +290,23 @@ def _model_for(doc: Document, api_version: str, kind: str, label: str, findings:
     return None
 
 
+def _record_pod_template(doc: Document, data: dict[str, Any], api_version: str, kind: str, name: str,
+                         default_ns: str, res: Resources) -> None:
+    """Keep a workload's pod labels (for ``--workload-address``); the kind is still reported as skipped."""
+    group = api_version.rpartition("/")[0]
+    if (group, kind) not in POD_KINDS or not name:
+        return
+    meta = data.get("metadata") or {}
+    spec = data.get("spec") or {}
+    template = spec.get("template") if isinstance(spec, dict) else None
+    source = meta if kind == "Pod" else ((template or {}).get("metadata") or {}) if isinstance(template, dict) else {}
+    labels = source.get("labels") if isinstance(source, dict) else None
+    if not isinstance(labels, dict):
+        labels = {}
+    ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else default_ns
+    res.pod_templates.append(PodTemplate(kind, name, ns, {str(k): str(v) for k, v in labels.items()}, doc.file, doc.line))
+
+
 def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: Findings, res: Resources,
                seen: dict[tuple[str, str, str], Document]) -> None:
     api_version, kind = data.get("apiVersion"), data.get("kind")
@@ -281,6 +316,7 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name = meta.get("name") if isinstance(meta.get("name"), str) else ""
     label = f"{kind} {name}".strip()
+    _record_pod_template(doc, data, api_version, kind, name, default_ns, res)
     model = _model_for(doc, api_version, kind, label, findings)
     if model is None:
         return

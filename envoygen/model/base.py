@@ -18,8 +18,7 @@ from pydantic.alias_generators import to_camel
 
 def _drop_nulls(data: Any) -> Any:
     """Kubernetes' convention: a field whose value is null is unset (``annotations:`` with no value)."""
-    # `None in values()` compares by identity first; YAML values (str, numbers, lists, dicts) never equal None
-    if isinstance(data, dict) and None in data.values():
+    if isinstance(data, dict) and any(v is None for v in data.values()):
         return {k: v for k, v in data.items() if v is not None}
     return data
 

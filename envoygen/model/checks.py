@@ -7,9 +7,8 @@ Three findings come from the same walk (they were three reflective walks):
 * extra keys of :class:`~envoygen.model.base.Loose` models (EG0005 info).
 
 For every model class a *plan* is computed once: which fields carry a marker, and
-which can hold a model that can hold a finding (a ``str``, a ``dict[str, str]`` or
-a list of models without markers is never entered).  The walk then visits only
-what can hold a finding.
+which can hold a model at all (a ``str`` or ``dict[str, str]`` field is never
+entered).  The walk then visits only what can hold a finding.
 """
 
 from __future__ import annotations
@@ -35,42 +34,26 @@ class FieldFindings:
     extras: list[Path_] = field(default_factory=list)
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
+def _holds_models(annotation: Any) -> bool:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
-
-
-def _marker(finfo: Any) -> tuple[int, str]:
-    for m in finfo.metadata:
-        if isinstance(m, UnsupportedMarker):
-            return _UNSUPPORTED, m.why
-        if isinstance(m, NoEffectMarker):
-            return _NO_EFFECT, m.why
-    return _PLAIN, ""
-
-
-_relevant_cache: dict[type[BaseModel], bool] = {}
-
-
-def _relevant(cls: type[BaseModel]) -> bool:
-    """Can a value of ``cls`` hold a finding: a marked field or a Loose model, here or below?"""
-    if cls not in _relevant_cache:
-        _relevant_cache[cls] = True  # while deciding: a recursive model counts as relevant
-        _relevant_cache[cls] = issubclass(cls, Loose) or any(
-            _marker(f)[0] != _PLAIN or any(_relevant(m) for m in _models_in(f.annotation))
-            for f in cls.model_fields.values())
-    return _relevant_cache[cls]
+        return True
+    return any(_holds_models(arg) for arg in typing.get_args(annotation))
 
 
 @cache
 def plan(cls: type[BaseModel]) -> tuple[tuple[str, str, int, str, bool], ...]:
-    """(attribute, key as written in YAML, marker kind, why, may hold a finding below) per field to look at;
-    fields that can hold no finding (a ``str``, a ``list[StringMatch]``) are left out."""
+    """(attribute, key as written in YAML, marker kind, why, may hold a model) per field to look at."""
     steps = []
     for fname, finfo in cls.model_fields.items():
-        kind, why = _marker(finfo)
-        deep = any(_relevant(m) for m in _models_in(finfo.annotation))
+        kind, why = _PLAIN, ""
+        for m in finfo.metadata:
+            if isinstance(m, UnsupportedMarker):
+                kind, why = _UNSUPPORTED, m.why
+                break
+            if isinstance(m, NoEffectMarker):
+                kind, why = _NO_EFFECT, m.why
+                break
+        deep = _holds_models(finfo.annotation)
         if kind != _PLAIN or deep:
             steps.append((fname, finfo.alias or fname, kind, why, deep))
     return tuple(steps)

@@ -313,13 +313,19 @@ class ServicePort(Strict):
 
 
 class WorkloadEntry(Strict):
+    """A ServiceEntry endpoint, and the spec of the WorkloadEntry kind."""
+
     address: str | None = None
     ports: dict[str, Port] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
-    network: str | None = None
-    locality: str | None = None
+    network: no_effect("the gateway envoygen builds reaches every endpoint directly (one network)", str | None) = None
+    locality: str | None = None  # region/zone/subzone, written into the cluster's locality_lb_endpoints
     weight: UInt32 | None = None
-    service_account: str | None = None
+    service_account: no_effect("the identity an Istio sidecar presents; envoygen checks no SAN from it", str | None) = None
+
+
+class WorkloadSelector(Strict):
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class ServiceEntrySpec(Strict):
@@ -329,7 +335,7 @@ class ServiceEntrySpec(Strict):
     location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
     resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"] = "NONE"
     endpoints: list[WorkloadEntry] = Field(default_factory=list)
-    workload_selector: unsupported("workloadSelector needs WorkloadEntries/pods; not implemented") = None
+    workload_selector: WorkloadSelector | None = None  # selects WorkloadEntries of the ServiceEntry's namespace
     export_to: list[str] = Field(default_factory=list)
     subject_alt_names: list[str] = Field(default_factory=list)
 
@@ -356,3 +362,9 @@ class DestinationRule(_Resource):
 
 class ServiceEntry(_Resource):
     spec: ServiceEntrySpec
+
+
+class WorkloadEntryResource(_Resource):
+    """The WorkloadEntry kind (its spec is a ServiceEntry endpoint's shape)."""
+
+    spec: WorkloadEntry

@@ -33,6 +33,7 @@ class SvcEndpoint:
     ports: dict[str, int]
     labels: dict[str, str]
     weight: int | None = None
+    locality: str | None = None  # region/zone/subzone
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ServiceInfo:
     file: str
     line: int
     dropped: tuple[int, ...] = ()  # ports refused with an error already reported (e.g. named targetPort)
+    selector: dict[str, str] = field(default_factory=dict)  # a Kubernetes Service's pod selector
 
     def port(self, number: int) -> SvcPort | None:
         return next((p for p in self.ports if p.number == number), None)
@@ -75,6 +77,21 @@ def _protocol_of_k8s_port(name: str | None, app_protocol: str | None) -> str:
     return {"http": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "https": "HTTPS", "tls": "TLS", "tcp": "TCP"}.get(prefix, "TCP")
 
 
+def selected_entries(resources: Resources, namespace: str, selector: dict[str, str]) -> list[SvcEndpoint]:
+    """WorkloadEntries of ``namespace`` whose labels include ``selector`` (a Service's selector, a
+    ServiceEntry's workloadSelector), as endpoints; an empty selector selects none."""
+    if not selector:
+        return []
+    out = []
+    for we in resources.workload_entries:
+        e = we.obj.spec
+        if we.namespace != namespace or e.address is None:
+            continue
+        if all(e.labels.get(k) == v for k, v in selector.items()):
+            out.append(SvcEndpoint(e.address, dict(e.ports), dict(e.labels), e.weight, e.locality))
+    return out
+
+
 def build_registry(resources: Resources, findings: Findings, viewer_ns: str) -> dict[str, ServiceInfo]:
     """Services visible to a gateway workload in ``viewer_ns`` (ServiceEntry exportTo honoured)."""
     reg: dict[str, ServiceInfo] = {}
@@ -94,7 +111,9 @@ def build_registry(resources: Resources, findings: Findings, viewer_ns: str) -> 
                                f"ServiceEntry {se.key}: resolution STATIC needs IP addresses, found {e.address!r}",
                                f"spec.endpoints[{i}].address", "use resolution: DNS for host names")
                 continue
-            eps.append(SvcEndpoint(e.address, dict(e.ports), dict(e.labels), e.weight))
+            eps.append(SvcEndpoint(e.address, dict(e.ports), dict(e.labels), e.weight, e.locality))
+        if spec.workload_selector is not None:
+            eps += selected_entries(resources, se.namespace, spec.workload_selector.labels)
         for h in spec.hosts:
             host = fqdn(h, se.namespace)
             if host in reg:
@@ -118,8 +137,15 @@ def build_registry(resources: Resources, findings: Findings, viewer_ns: str) -> 
                                f"spec.ports[{i}].targetPort", "use the container port number")
                 continue
             ports.append(SvcPort(p.port, p.name or "", _protocol_of_k8s_port(p.name, p.app_protocol), p.target_port or p.port))
+        selector = svc.obj.spec.selector
+        selected = selected_entries(resources, svc.namespace, selector) if selector else []
+        if selected:  # pods of the Service, as WorkloadEntries (or --workload-address): labels for subsets
+            resolution = "STATIC" if all(is_ip(e.address) for e in selected) else "DNS"
+            reg[host] = ServiceInfo(host, svc.namespace, ports, resolution, selected, f"Service {svc.key}",
+                                    svc.file, svc.line("metadata", "name"), tuple(dropped), dict(selector))
+            continue
         reg[host] = ServiceInfo(host, svc.namespace, ports, "DNS", [SvcEndpoint(host, {}, {})],
-                                f"Service {svc.key}", svc.file, svc.line("metadata", "name"), tuple(dropped))
+                                f"Service {svc.key}", svc.file, svc.line("metadata", "name"), tuple(dropped), dict(selector))
     return reg
 
 

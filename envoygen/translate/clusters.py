@@ -77,7 +77,7 @@ def _endpoints(svc: ServiceInfo, port: SvcPort, labels: dict[str, str]) -> tuple
     for ep in svc.endpoints:
         if any(ep.labels.get(k) != v for k, v in labels.items()):
             continue
-        out.append(ir.Endpoint(ep.address, ep.ports.get(port.name, port.target), ep.weight))
+        out.append(ir.Endpoint(ep.address, ep.ports.get(port.name, port.target), ep.weight, ep.locality or ""))
     if not out and svc.resolution == "DNS" and not svc.endpoints and not svc.host.startswith("*"):
         out.append(ir.Endpoint(svc.host, port.target))
     return tuple(out)
