@@ -199,3 +199,20 @@ def test_proxy_config_filters_column_shows_where_policies_apply(tmp_path):
     assert rows["31400"] == "rbac,tcp_proxy"
     plain = run_envoygen(["proxy-config", "listeners", out])
     assert "FILTERS" not in plain.stdout  # istioctl's columns unless asked
+
+
+def test_target_refs_attach_only_to_a_gateway_api_workload(tmp_path):
+    """Istio's ShouldAttachPolicy: targetRefs never attach to a workload without the
+    gateway.networking.k8s.io/gateway-name label (EG0215), and attach to the one that has it."""
+    ref = policy("by-ref", {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}],
+                            "action": "DENY", "rules": [{}]})
+    f = tmp_path / "in.yaml"
+    f.write_text(dump(*web(9, ["a.example.com"]), ref))
+    p = run_envoygen(["render", "-f", f, "-o", tmp_path / "a"])
+    assert p.returncode == 0 and "EG0215" in p.stderr
+    op = operator(0)
+    op["spec"]["components"]["ingressGateways"][0]["label"]["gateway.networking.k8s.io/gateway-name"] = "edge"
+    f.write_text(dump(op, *web(9, ["a.example.com"]), ref))
+    p = run_envoygen(["render", "-f", f, "-o", tmp_path / "b"])
+    assert p.returncode == 0 and "EG0215" not in p.stderr
+    assert "ns[istio-system]-policy[by-ref]-rule[0]" in (tmp_path / "b" / "envoy.yaml").read_text()

@@ -279,7 +279,8 @@ CASES: list[Case] = [
     Case("missing_apiversion_kind", "missing_apiversion_kind.yaml", 1, ("EG0003",)),
     Case("unknown_kind", "unknown_kind.yaml", 1, ("EG0005", "EG0212"), text=("ConfigMap settings",)),
     Case("unknown_apiversion", "unknown_apiversion.yaml", 1, ("EG0006",), ("apiVersion",)),
-    Case("envoyfilter", "envoyfilter.yaml", 1, ("EG0104",), ("kind",), text=("EnvoyFilter",)),
+    # an EnvoyFilter is compiled now (issue 11): this one, in namespace default, attaches to no workload
+    Case("envoyfilter", "envoyfilter.yaml", 1, ("EG0215", "EG0212"), text=("EnvoyFilter default/lua applies to no gateway workload",)),
     # ---- schema
     Case("unknown_field_server", "unknown_field_server.yaml", 1, ("EG0101",), ("spec.servers[0].hostz",)),
     Case("unknown_field_top", "unknown_field_top.yaml", 1, ("EG0101",), ("specs",)),

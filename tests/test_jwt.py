@@ -160,3 +160,18 @@ def test_jwks_file_offline_and_no_fetch_refused(tmp_path, signer):
     keys.write_text('{"keys": []}')
     p = run_envoygen(["render", "-f", f, "-o", tmp_path / "c", "--jwks", f"{unreachable}={keys}"])
     assert p.returncode == 1 and "not a JWK set" in p.stderr
+
+
+def test_two_issuers_either_token_passes(backend_factory, gateway_factory, signer):
+    """Two jwtRules (Istio's OR of providers and AND of {provider OR missing}): a token of either issuer
+    is a principal; a token of the second issuer signed by the first issuer's key is refused."""
+    other = Signer("k2")
+    b = backend_factory("web")
+    ra = request_authn({"issuer": ISSUER, "jwks": signer.jwks()})
+    ra["spec"]["jwtRules"].append({"issuer": "https://second.test", "jwks": other.jwks()})
+    any_principal = {**REQUIRE_PRINCIPAL, "spec": {"rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}}
+    gw = gateway_factory(dump(*_web(b.port), ra, any_principal), ports=(80,))
+    assert get(gw, "/secure/a", signer.token()) == 200
+    assert get(gw, "/secure/a", other.token(iss="https://second.test")) == 200
+    assert get(gw, "/secure/a", signer.token(iss="https://second.test")) == 401
+    assert get(gw, "/secure/a") == 403
