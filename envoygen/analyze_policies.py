@@ -40,9 +40,9 @@ PATCH_OPS = {
     "LISTENER": ("ADD", "REMOVE", "MERGE"), "FILTER_CHAIN": ("ADD", "REMOVE", "MERGE"),
     "NETWORK_FILTER": _LIST_OPS, "HTTP_FILTER": _LIST_OPS, "ROUTE_CONFIGURATION": ("MERGE",),
     "VIRTUAL_HOST": ("ADD", "REMOVE", "MERGE"), "HTTP_ROUTE": _LIST_OPS, "CLUSTER": ("ADD", "REMOVE", "MERGE"),
+    "EXTENSION_CONFIG": ("ADD",),  # resolved statically: filters naming it by config_discovery get it inline
 }
-_WHY = {"EXTENSION_CONFIG": "a static gateway has no extension config discovery (ECDS) to serve it",
-        "BOOTSTRAP": "bootstrap patches are not implemented", "LISTENER_FILTER": "listener filter patches are not implemented",
+_WHY = {"BOOTSTRAP": "bootstrap patches are not implemented", "LISTENER_FILTER": "listener filter patches are not implemented",
         "INVALID": "applyTo is required"}
 
 
@@ -62,6 +62,12 @@ def _check_envoy_filters(resources: Resources, f: Findings) -> None:
             elif cp.patch.operation != "REMOVE" and not cp.patch.value:
                 f.error(ef.file, ef.line(*base, "patch"), "EG0103",
                         f"EnvoyFilter {ef.key}: {cp.patch.operation} needs patch.value", f"{where}.patch.value")
+            elif cp.apply_to == "EXTENSION_CONFIG" and not (
+                    isinstance(cp.patch.value.get("name"), str)
+                    and isinstance(cp.patch.value.get("typed_config", cp.patch.value.get("typedConfig")), dict)):
+                f.error(ef.file, ef.line(*base, "patch", "value"), "EG0102",
+                        f"EnvoyFilter {ef.key}: an EXTENSION_CONFIG value needs a name and a typed_config",
+                        f"{where}.patch.value")
             if cp.match is not None and cp.match.context not in ("ANY", "GATEWAY"):
                 f.warning(ef.file, ef.line(*base, "match", "context"), "EG0218",
                           f"EnvoyFilter {ef.key}: context {cp.match.context} does not apply to a gateway; patch skipped",

@@ -197,13 +197,40 @@ def apply_one(data: dict[str, Any], p: ir.ConfigPatch, internal: set[str]) -> bo
     return _apply_routes(data, internal, p)
 
 
+def _resolve_extension_configs(data: dict[str, Any], configs: list[ir.ConfigPatch], internal: set[str]) -> set[str]:
+    """EXTENSION_CONFIG ADD, statically: a filter that names one through ``config_discovery`` (as Istio's
+    ECDS would serve it) gets its ``typed_config`` inline. Returns the names some filter used."""
+    by_name = {}
+    for p in configs:
+        v = _value(p)
+        by_name[v.get("name", "")] = v
+    used: set[str] = set()
+    for l in _listeners(data, internal):
+        for fc in l.get("filter_chains", []):
+            lists = [fc.get("filters", [])] + [c.get("http_filters", []) for c in _hcm_configs(fc)]
+            for items in lists:
+                for f in items:
+                    v = by_name.get(f.get("name", "")) if "config_discovery" in f else None
+                    if v is not None:
+                        del f["config_discovery"]
+                        f["typed_config"] = copy.deepcopy(v.get("typed_config", {}))
+                        used.add(f["name"])
+    return used
+
+
 def apply_patches(data: dict[str, Any], patches: tuple[ir.ConfigPatch, ...], internal: set[str]) -> list[ir.ConfigPatch]:
-    """Apply every patch in order; return those whose match found nothing."""
+    """Apply every patch in order (extension configs last, once the filters naming them are in place);
+    return those whose match found nothing."""
     unmatched = []
     for p in patches:
+        if p.apply_to == "EXTENSION_CONFIG":
+            continue
         try:
             if not apply_one(data, p, internal):
                 unmatched.append(p)
         except (AttributeError, TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"{p.origin}: {p.label}: the patch cannot be applied to the configuration: {exc!r}") from None
+    configs = [p for p in patches if p.apply_to == "EXTENSION_CONFIG"]
+    used = _resolve_extension_configs(data, configs, internal)
+    unmatched += [p for p in configs if _value(p).get("name", "") not in used]
     return unmatched

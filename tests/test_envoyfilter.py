@@ -99,8 +99,8 @@ def test_unmatched_patch_warned_with_file_and_line(tmp_path):
 
 
 def test_refusals_and_envoy_judgement(tmp_path):
-    ecds = _ef("ecds", [{"applyTo": "EXTENSION_CONFIG", "patch": {"operation": "ADD", "value": {"name": "x"}}}])
-    f, out, p = _render(tmp_path, sample("gateway.yaml") + ecds)
+    boot = _ef("boot", [{"applyTo": "BOOTSTRAP", "patch": {"operation": "MERGE", "value": {"stats_flush_interval": "1s"}}}])
+    f, out, p = _render(tmp_path, sample("gateway.yaml") + boot)
     assert p.returncode == 1 and "EG0221" in p.stderr and "configPatches[0].applyTo" in p.stderr
     assert not out.exists()
     rc_add = _ef("bad-op", [{"applyTo": "ROUTE_CONFIGURATION", "patch": {"operation": "ADD", "value": {"name": "x"}}}])
@@ -117,3 +117,24 @@ def test_refusals_and_envoy_judgement(tmp_path):
     f.write_text(sample("gateway.yaml") + after_router)
     p = run_envoygen(["validate", "-f", f])
     assert p.returncode == 1 and "EG0401" in p.stderr and "router" in p.stderr
+
+
+def test_extension_config_resolved_statically(backend_factory, gateway_factory, tmp_path):
+    """EXTENSION_CONFIG ADD + a filter that names it through config_discovery (what ECDS serves in Istio):
+    the filter gets the typed_config inline, and the Lua code runs on real traffic."""
+    code = 'function envoy_on_response(h) h:headers():add("x-ecds", "inline") end'
+    lua = {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": code}}
+    patches = [
+        {"applyTo": "HTTP_FILTER", "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager", "subFilter": {"name": "envoy.filters.http.router"}}}}},
+         "patch": {"operation": "INSERT_BEFORE", "value": {"name": "edge-lua", "config_discovery": {
+             "config_source": {"ads": {}}, "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"]}}}},
+        {"applyTo": "EXTENSION_CONFIG", "patch": {"operation": "ADD", "value": {"name": "edge-lua", "typed_config": lua}}},
+        {"applyTo": "EXTENSION_CONFIG", "patch": {"operation": "ADD", "value": {"name": "unused", "typed_config": lua}}},
+    ]
+    b = backend_factory("web")
+    gw = gateway_factory(sample("gateway.yaml", b.port) + _ef("ecds", patches), ports=(80,))
+    assert _get(gw, "api.example.com").headers["x-ecds"] == "inline"
+    f, out, p = _render(tmp_path, sample("gateway.yaml") + _ef("ecds", patches))
+    assert p.returncode == 0, p.stderr
+    assert "configPatches[2]" in next(l for l in p.stderr.splitlines() if "EG0218" in l)  # "unused" named by no filter
