@@ -119,13 +119,13 @@ class _JwksServer:
 
 
 def test_jwks_uri_fetched_at_build_and_token_locations(backend_factory, gateway_factory, signer):
-    """jwksUri fetched when the bundle is built; token from a header with a prefix or a query parameter;
+    """jwksUri fetched when the bundle is built; token from a header with a prefix, a query parameter or a cookie;
     outputPayloadToHeader and forwardOriginalToken reach the backend."""
     jwks = _JwksServer(signer.jwks())
     try:
         b = backend_factory("web")
         ra = request_authn({"issuer": ISSUER, "jwksUri": jwks.uri, "audiences": ["edge"],
-                            "fromHeaders": [{"name": "x-token", "prefix": "Token "}], "fromParams": ["access_token"],
+                            "fromHeaders": [{"name": "x-token", "prefix": "Token "}], "fromParams": ["access_token"], "fromCookies": ["session"],
                             "outputPayloadToHeader": "x-jwt-payload", "forwardOriginalToken": True})
         gw = gateway_factory(dump(*_web(b.port), ra, REQUIRE_PRINCIPAL), ports=(80,))
     finally:
@@ -136,6 +136,7 @@ def test_jwks_uri_fetched_at_build_and_token_locations(backend_factory, gateway_
     payload = json.loads(base64.urlsafe_b64decode(seen["x-jwt-payload"] + "=="))
     assert payload["sub"] == "alice" and seen["x-token"] == f"Token {tok}"
     assert get(gw, f"/secure/q?access_token={tok}") == 200
+    assert get(gw, "/secure/c", headers={"cookie": f"theme=dark; session={tok}"}) == 200
     # a token for another audience: jwt_authn itself answers 403 (Envoy's JwtAudienceNotAllowed), anywhere
     other = {"x-token": f"Token {signer.token(aud='other')}"}
     for path in ("/secure/h", "/open/h"):
