@@ -216,3 +216,18 @@ def test_target_refs_attach_only_to_a_gateway_api_workload(tmp_path):
     p = run_envoygen(["render", "-f", f, "-o", tmp_path / "b"])
     assert p.returncode == 0 and "EG0215" not in p.stderr
     assert "ns[istio-system]-policy[by-ref]-rule[0]" in (tmp_path / "b" / "envoy.yaml").read_text()
+
+
+def test_when_conditions_header_and_not_values(backend_factory, gateway_factory):
+    """``when`` request.headers[...] values and notValues (principal side), connection-free keys on HTTP."""
+    b = backend_factory("web")
+    deny = policy("deny-when", {"action": "DENY", "rules": [{"when": [
+        {"key": "request.headers[x-block]", "values": ["yes", "always*"]},
+        {"key": "request.headers[x-team]", "notValues": ["ops"]},
+    ]}]})
+    gw = gateway_factory(dump(*web(b.port, ["a.example.com"]), deny), ports=(80,))
+    assert status(gw, headers={"x-block": "yes"}) == 403
+    assert status(gw, headers={"x-block": "always-on"}) == 403  # "always*": prefix
+    assert status(gw, headers={"x-block": "yes", "x-team": "ops"}) == 200  # notValues excludes ops
+    assert status(gw, headers={"x-block": "no"}) == 200
+    assert status(gw) == 200
