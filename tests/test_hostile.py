@@ -269,7 +269,9 @@ CASES: list[Case] = [
     Case("block_map_200", gen_block_map_200, 1, ("EG0004",)),
     Case("block_seq_10000", gen_block_seq_10000, 1, any_code=("EG0002", "EG0004")),
     Case("file_65mb", gen_65mb, 1, ("EG0001",), text=("64 MiB",), mem=True),
-    Case("flow_list_14mb", gen_flow_list_14mb, 1, ("EG0004",), mem=True, time_bound=20.0, slow=True),
+    # refused after its 5,000,001st node: ~6 s of CPU (libyaml alone needs 4.3 s for 5 M events), 12-19 s wall
+    # on the shared 2-CPU machine; the 5 M budget is what lets one file hold 10,000 hosts (issue 14)
+    Case("flow_list_14mb", gen_flow_list_14mb, 1, ("EG0004",), mem=True, time_bound=30.0, slow=True),
     # ---- document shape
     # no Gateway at all: the bundle would serve nothing, an error that leaves OUT as it was (issue 10)
     Case("empty", "empty.yaml", 1, ("EG0212",), text=("warning",)),
