@@ -372,10 +372,6 @@ def check_destination_rules(resources: Resources, f: Findings) -> None:
                     f.error(dr.file, dr.line(*pp, "loadBalancer", "simple"), "EG0104",
                             f"DestinationRule {dr.key}: loadBalancer PASSTHROUGH needs original-destination routing, "
                             "which a gateway cannot do", _p(*pp, "loadBalancer", "simple"))
-                if pol.tls is not None and pol.tls.mode == "ISTIO_MUTUAL":
-                    f.error(dr.file, dr.line(*pp, "tls", "mode"), "EG0104",
-                            f"DestinationRule {dr.key}: tls mode ISTIO_MUTUAL is mesh mTLS with workload certificates; "
-                            "not supported by envoygen (use MUTUAL with credentialName)", _p(*pp, "tls", "mode"))
 
 
 def analyze(resources: Resources, workloads: list[Workload], views: list[View], f: Findings) -> None:

@@ -60,6 +60,7 @@ def _request(kw: dict[str, Any]) -> Request:
         max_heap=kw.get("max_heap", 2 * 1024**3),
     )
     material = MaterialOptions(credentials_dir=kw.get("credentials_dir"), allow_expired=kw.get("allow_expired", False),
+                               mesh_identity=kw.get("mesh_identity"),
                                jwks_files=tuple(kw.get("jwks") or ()), jwks_fetch=not kw.get("no_jwks_fetch", False))
     return Request(tuple(kw["paths"]), kw["namespace"], kw.get("gateway"), opts, kw.get("templates"),
                    kw.get("bootstrap_format", "yaml"), chosen, material, tuple(kw.get("workload_addresses") or ()))

@@ -33,6 +33,12 @@ SDS_PREFIX = "kubernetes://"
 CA_SUFFIX = "-cacert"
 FILE_CERT_PREFIX = "file-cert:"
 FILE_ROOT_PREFIX = "file-root:"
+# Istio's workload identity over SDS (pilot/pkg/model/credentials, security/pkg/nodeagent)
+MESH_CERT_SDS = "default"
+MESH_ROOT_SDS = "ROOTCA"
+MESH_CREDENTIAL = "istio-mesh"  # the bundle's certs/ and sds/ entry for --mesh-identity
+# Istio's file-mounted certificate names (/etc/certs): --mesh-identity DIR holds these
+MESH_FILES = ("cert-chain.pem", "key.pem", "root-cert.pem")
 
 
 # -- listeners and what hangs off them ------------------------------------
@@ -77,6 +83,11 @@ def tls_filter_chain(listener_name: str, port_name: str, gateway: str) -> str:
 def cluster(port: int, subset: str, host: str, direction: str = "outbound") -> str:
     """model.BuildSubsetKey: ``outbound|80||webapp.ns.svc.cluster.local``."""
     return f"{direction}|{port}|{subset}|{host}"
+
+
+def mesh_sni(port: int, subset: str, host: str) -> str:
+    """model.BuildDNSSrvSubsetKey: the SNI of ISTIO_MUTUAL upstreams, ``outbound_.80_.v1_.reviews.ns.svc.cluster.local``."""
+    return f"outbound_.{port}_.{subset}_.{host}"
 
 
 def parse_cluster(name: str) -> tuple[str, str, str, str] | None:

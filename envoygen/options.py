@@ -112,6 +112,9 @@ def render_options(f: Callable) -> Callable:
                           "(NAME or NAMESPACE/NAME). It becomes a WorkloadEntry with the pod-template labels, so a "
                           "Service selecting them gets labelled endpoints for subsets; PORT replaces every target port. "
                           "Repeatable."),
+        click.option("--mesh-identity", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Directory with Istio's file-mounted workload identity: cert-chain.pem, key.pem, root-cert.pem "
+                          "(as /etc/certs); served as SDS 'default' and 'ROOTCA' for DestinationRule tls ISTIO_MUTUAL."),
         click.option("--credentials-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Directory with <credentialName>/tls.crt, tls.key, ca.crt (a Secret in the input wins)."),
         click.option("--allow-expired", is_flag=True, help="Accept expired or not-yet-valid certificates (warning)."),

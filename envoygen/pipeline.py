@@ -134,7 +134,8 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
         workloads_to_build = workloads
     views = [resolve(resources, w, findings, req.material) for w in workloads]  # once per workload, every finding kept
     analyze(resources, workloads, views, findings)
-    scope_for(resources, workloads_to_build).demote(findings)  # errors count only in resources a built gateway uses
+    scope = scope_for(resources, workloads_to_build)
+    scope.demote(findings)  # errors count only in resources a built gateway uses
     view_of = {id(w): v for w, v in zip(workloads, views)}
     used_ports = {s.port.number for g in resources.gateways for s in g.obj.spec.servers}
     for port in sorted(req.options.port_map):
@@ -160,6 +161,7 @@ def translate_inputs(req: Request, stdin: BinaryIO | None = None) -> Compiled:
             "inputs": input_digests,
         }
         bundles.append(Bundle(w, boot, meta, view_of[id(w)]))
+    scope.demote(findings)  # translation reads every DestinationRule: the same scope rule
     _stop_on_errors(findings)  # every workload's errors, together
     return Compiled(bundles, findings, single=req.gateway is not None or len(workloads_to_build) == 1)
 

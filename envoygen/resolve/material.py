@@ -28,6 +28,7 @@ class MaterialOptions:
     now: datetime | None = None  # the clock certificates are checked against (tests pin it)
     jwks_files: tuple[tuple[str, str], ...] = ()  # --jwks URI=FILE
     jwks_fetch: bool = True  # fetch a jwksUri no --jwks file covers (off: --no-jwks-fetch)
+    mesh_identity: Path | None = None  # --mesh-identity DIR: cert-chain.pem, key.pem, root-cert.pem
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Material:
     options: MaterialOptions
     findings: Findings
     _sources: dict[tuple[str, str], SecretSource] | None = field(default=None, repr=False)
+    _mesh: dict[str, Credential | None] = field(default_factory=dict, repr=False)
 
     @property
     def now(self) -> datetime:
@@ -90,3 +92,24 @@ class Material:
                                 f"{getattr(exc, 'strerror', None) or exc}", ref.path,
                                 "paths are read on the machine that runs envoygen")
             return None
+
+    def mesh_identity(self, ref: Ref) -> Credential | None:
+        """The workload certificate, key and root certificate of ``--mesh-identity`` (ISTIO_MUTUAL), checked."""
+        from .. import names
+
+        d = self.options.mesh_identity
+        if d is None:  # reported at every rule that needs it (the scope rule may demote some)
+            self.findings.error(ref.file, ref.line, "EG0301", "tls mode ISTIO_MUTUAL needs the mesh identity: pass "
+                                f"--mesh-identity DIR with Istio's file-mounted {', '.join(names.MESH_FILES)} "
+                                "(the workload certificate chain, its key, and the mesh root certificate)", ref.path)
+            return None
+        if "identity" in self._mesh:
+            return self._mesh["identity"]
+        cred = None
+        data = [self.file(str(d / n), Ref(ref.file, ref.line, f"--mesh-identity {n}"), "") for n in names.MESH_FILES]
+        if all(x is not None for x in data):
+            cred = Credential(name=names.MESH_CREDENTIAL, cert_chain=data[0], private_key=data[1], ca_cert=data[2],
+                              crl=None, ocsp_staple=None, origin="files", file=ref.file, line=ref.line)
+            self.check(cred, ref)
+        self._mesh["identity"] = cred
+        return cred

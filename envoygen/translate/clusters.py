@@ -171,7 +171,8 @@ def build_cluster(ctx: Context, svc: ServiceInfo, port: SvcPort, subset: str, ru
     if policy.tls is not None and rule is not None:
         first = rule.rules[0]
         kw["tls"] = upstream_tls(ctx, policy.tls, kw["http2"], (first.file, first.line("spec", "trafficPolicy"),  # type: ignore[arg-type]
-                                                               "spec.trafficPolicy.tls"))
+                                                               "spec.trafficPolicy.tls"),
+                                 names.mesh_sni(port.number, subset, svc.host))
     return ir.Cluster(
         name=names.cluster(port.number, subset, svc.host),
         discovery=discovery,  # type: ignore[arg-type]

@@ -24,9 +24,28 @@ def _read(ctx: Context, file: str, line: int, path: str, field: str, value: str 
     return ctx.view.material.file(value, Ref(file, line, f"{path}.{field}"), "tls.")
 
 
-def upstream_tls(ctx: Context, tls: ClientTLS | None, http2: bool, where: tuple[str, int, str]) -> ir.UpstreamTls | None:
+def _istio_mutual(ctx: Context, tls: ClientTLS, http2: bool, where: tuple[str, int, str], sni: str) -> ir.UpstreamTls | None:
+    """buildIstioMutualTLS: the mesh certificate (SDS ``default``), verified against ``ROOTCA``, SNI
+    ``outbound_.<port>_.<subset>_.<host>``, ALPN with Istio's peer-exchange protocol first."""
+    file, line, path = where
+    cred = ctx.view.material.mesh_identity(Ref(file, line, f"{path}.mode"))
+    if cred is None:
+        return None
+    certificate = register_cert(ctx, names.MESH_CREDENTIAL, cred, names.MESH_CERT_SDS)
+    validation = register_ca(ctx, names.MESH_CREDENTIAL, cred, names.MESH_ROOT_SDS)
+    sans = tuple(tls.subject_alt_names)
+    return ir.UpstreamTls(sni=tls.sni or sni, auto_sni=False, auto_san_validation=False, certificate=certificate,
+                          validation=validation, system_ca=False, subject_alt_names=sans,
+                          san_matchers=san_matchers(sans, UPSTREAM_SAN_TYPES),
+                          alpn=("istio-peer-exchange", "h2") if http2 else ("istio-peer-exchange", "istio"))
+
+
+def upstream_tls(ctx: Context, tls: ClientTLS | None, http2: bool, where: tuple[str, int, str],
+                 mesh_sni: str = "") -> ir.UpstreamTls | None:
     if tls is None or tls.mode == "DISABLE":
         return None
+    if tls.mode == "ISTIO_MUTUAL":
+        return _istio_mutual(ctx, tls, http2, where, mesh_sni)
     file, line, path = where
     mutual = tls.mode == "MUTUAL"
     certificate = validation = None
