@@ -357,6 +357,9 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
 @click.option("--address", default="", help="listeners, endpoints: only this address.")
 @click.option("--cluster", "cluster_name", default="", help="endpoints: only this cluster.")
 @click.option("--status", default="", help="endpoints: only this health status (HEALTHY, UNHEALTHY).")
+@click.option("--type", "type", default="", help="listeners: HTTP, TCP or HTTP+TCP.")
+@click.option("--verbose", type=click.BOOL, default=True, show_default=True, metavar="BOOL",
+              help="listeners, routes: false for istioctl's short form (--verbose=false).")
 @click.option("--filters", "with_filters", is_flag=True,
               help="listeners: add a FILTERS column (network filters, HTTP filters in brackets: where policies apply).")
 @click.option("-n", "--namespace", default=None, help="The gateway workload's namespace, as istioctl takes it; "

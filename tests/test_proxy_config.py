@@ -72,6 +72,8 @@ SEED_COMMANDS = [
     "proxy-config all {b}",
     "proxy-config bootstrap {b} -o json",
     "proxy-config listeners {b} --address 0.0.0.0 -o yaml",
+    "proxy-config listeners {b} --type HTTP --address 0.0.0.0 -o json",
+    "proxy-config routes {b} --verbose=false",
 ]
 
 
@@ -158,3 +160,14 @@ def test_secret_serial_is_istioctl_hex_with_status(bundles) -> None:
 def test_namespace_must_match_the_bundle(bundles) -> None:
     p = run_envoygen(["proxy-config", "routes", str(bundles["coolstore"]), "-n", "default"])
     assert p.returncode == 1 and "istio-system" in p.stderr
+
+
+def test_listener_type_filter_and_short_forms(bundles) -> None:
+    b = bundles["tcp-echo"]
+    tcp = pc("listeners", b, "--type", "TCP").splitlines()
+    assert [ln.split()[1] for ln in tcp[1:]] == ["31400"]
+    short = [ln.split() for ln in pc("listeners", b, "--verbose=false").splitlines()]
+    assert short == [["ADDRESSES", "PORT", "TYPE"], ["0.0.0.0", "15021", "HTTP"], ["0.0.0.0", "15090", "HTTP"],
+                     ["0.0.0.0", "31400", "TCP"]]
+    routes = [ln.split() for ln in pc("routes", bundles["coolstore"], "--verbose=false").splitlines()]
+    assert routes[:2] == [["NAME", "VIRTUAL", "HOSTS"], ["http.8080", "1"]]

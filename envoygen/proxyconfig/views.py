@@ -23,6 +23,8 @@ class Filters:
     address: str = ""
     cluster: str = ""
     status: str = ""
+    type: str = ""  # listeners: HTTP, TCP, HTTP+TCP
+    verbose: bool = True
     with_filters: bool = False  # listeners: a FILTERS column (not istioctl's; see chain_filters)
 
 
@@ -124,14 +126,26 @@ def chain_filters(fc: dict[str, Any]) -> str:
     return ",".join(out)
 
 
+def listener_type(l: dict[str, Any]) -> str:
+    """istioctl's retrieveListenerType: HTTP, TCP, HTTP+TCP or UNKNOWN."""
+    kinds = [f.get("name") for fc in l.get("filter_chains") or [] for f in fc.get("filters") or []]
+    http, tcp = HCM in kinds, TCP_PROXY in kinds
+    return "HTTP+TCP" if http and tcp else "HTTP" if http else "TCP" if tcp else "UNKNOWN"
+
+
 def listeners(b: Bundle, flt: Filters) -> Table:
     chosen = []
     for l in b.listeners:
         addr, port = _socket(l)
         if flt.address and addr.lower() != flt.address.lower() or flt.port and port != flt.port:
             continue
+        if flt.type and listener_type(l).lower() != flt.type.lower():
+            continue
         chosen.append(l)
-    chosen.sort(key=lambda l: (_socket(l)[1], _socket(l)[0]))
+    chosen.sort(key=lambda l: (_socket(l)[1], _socket(l)[0], listener_type(l)))
+    if not flt.verbose:  # istioctl --verbose=false
+        return (["ADDRESSES", "PORT", "TYPE"], [[_socket(l)[0], str(_socket(l)[1]), listener_type(l)] for l in chosen],
+                chosen)
     rows = []
     for l in chosen:
         addr, port = _socket(l)
@@ -160,6 +174,9 @@ def routes(b: Bundle, flt: Filters) -> Table:
         if flt.name and flt.name != name:
             continue
         data.append(rc)
+        if not flt.verbose:  # istioctl --verbose=false: NAME, VIRTUAL HOSTS
+            rows.append([name, str(len(rc.get("virtual_hosts") or []))])
+            continue
         for vh in rc.get("virtual_hosts") or []:
             domains = describe_domains(vh.get("domains") or [])
             for r in vh.get("routes") or []:
@@ -167,7 +184,8 @@ def routes(b: Bundle, flt: Filters) -> Table:
                              config_name(r.get("metadata"))])
             if not vh.get("routes"):
                 rows.append([name, vh.get("name", ""), domains, "/*", "404"])
-    return ["NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"], rows, data
+    headers = ["NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"] if flt.verbose else ["NAME", "VIRTUAL HOSTS"]
+    return headers, rows, data
 
 
 # ---------------------------------------------------------------- clusters
