@@ -97,7 +97,7 @@ def check_gateways(resources: Resources, workloads: list[Workload], f: Findings)
                     f.error(gw.file, gw.line(*sp, "tls"), "EG0106",
                             f"Gateway {gw.key}: tls mode {tls.mode} cannot carry certificates or credentialName",
                             _p(*sp, "tls"))
-                if tls.mode in ("AUTO_PASSTHROUGH", "ISTIO_MUTUAL"):
+                if tls.mode == "ISTIO_MUTUAL":
                     f.error(gw.file, gw.line(*sp, "tls", "mode"), "EG0104",
                             f"Gateway {gw.key}: tls mode {tls.mode} is mesh-internal and not supported by envoygen",
                             _p(*sp, "tls", "mode"))

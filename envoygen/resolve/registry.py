@@ -48,6 +48,7 @@ class ServiceInfo:
     line: int
     dropped: tuple[int, ...] = ()  # ports refused with an error already reported (e.g. named targetPort)
     selector: dict[str, str] = field(default_factory=dict)  # a Kubernetes Service's pod selector
+    mesh_external: bool = False  # a ServiceEntry with location MESH_EXTERNAL (no AUTO_PASSTHROUGH chain)
 
     def port(self, number: int) -> SvcPort | None:
         return next((p for p in self.ports if p.number == number), None)
@@ -122,7 +123,7 @@ def build_registry(resources: Resources, findings: Findings, viewer_ns: str) -> 
                                  "spec.hosts")
                 continue
             reg[host] = ServiceInfo(host, se.namespace, ports, spec.resolution, eps, f"ServiceEntry {se.key}",
-                                    se.file, se.line("spec", "hosts"))
+                                    se.file, se.line("spec", "hosts"), mesh_external=spec.location == "MESH_EXTERNAL")
     for svc in resources.services:
         host = fqdn(svc.name, svc.namespace)
         if host in reg:

@@ -18,6 +18,7 @@ from .context import Context
 from .http import ServerScope, routes_for_vs, sort_vhost_routes
 from ..resolve.registry import MergedRule, ServiceInfo
 from .tcp import tcp_proxy_for_server, passthrough_chains
+from .auto_passthrough import auto_passthrough_chains
 from .tls import downstream_tls
 
 HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
@@ -31,9 +32,9 @@ def server_kind(server: Server) -> str | None:
     if proto in HTTP_PROTOCOLS:
         return "http"
     if proto == "HTTPS":
-        return "passthrough" if mode == "PASSTHROUGH" else "https"
+        return "passthrough" if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") else "https"
     if proto == "TLS":
-        return "passthrough" if mode in (None, "PASSTHROUGH") else "tls"
+        return "passthrough" if mode in (None, "PASSTHROUGH", "AUTO_PASSTHROUGH") else "tls"
     if proto in TCP_PROTOCOLS:
         return "tcp"
     return None
@@ -232,6 +233,9 @@ def build_listeners(ctx: Context, registry: dict[str, ServiceInfo], rules: dict[
                 if not bs.hosts and bs.kind != "passthrough":
                     continue
                 snis = tuple(sorted({h for _, h in bs.hosts})) if all(h != "*" for _, h in bs.hosts) else ()
+                if bs.kind == "passthrough" and bs.server.tls and bs.server.tls.mode == "AUTO_PASSTHROUGH":
+                    chains.extend(auto_passthrough_chains(ctx, bs, registry, rules, access_log))
+                    continue
                 if bs.kind == "passthrough":
                     chains.extend(passthrough_chains(ctx, bs, registry, access_log, chains, rules))
                     continue
