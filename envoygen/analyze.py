@@ -97,10 +97,10 @@ def check_gateways(resources: Resources, workloads: list[Workload], f: Findings)
                     f.error(gw.file, gw.line(*sp, "tls"), "EG0106",
                             f"Gateway {gw.key}: tls mode {tls.mode} cannot carry certificates or credentialName",
                             _p(*sp, "tls"))
-                if tls.mode == "ISTIO_MUTUAL":
-                    f.error(gw.file, gw.line(*sp, "tls", "mode"), "EG0104",
-                            f"Gateway {gw.key}: tls mode {tls.mode} is mesh-internal and not supported by envoygen",
-                            _p(*sp, "tls", "mode"))
+                if tls.mode == "ISTIO_MUTUAL" and (tls.credential_name or tls.credential_names):
+                    f.error(gw.file, gw.line(*sp, "tls"), "EG0106",
+                            f"Gateway {gw.key}: tls mode ISTIO_MUTUAL uses the mesh identity and cannot carry credentialName",
+                            _p(*sp, "tls"))
                 if tls.https_redirect:
                     f.warning(gw.file, gw.line(*sp, "tls", "httpsRedirect"), "EG0106",
                               f"Gateway {gw.key}: httpsRedirect on a {proto} server has no effect", _p(*sp, "tls", "httpsRedirect"))

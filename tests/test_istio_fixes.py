@@ -243,7 +243,8 @@ spec:
   servers:
   - port: {{number: 443, name: tls, protocol: TLS}}
     hosts: ["*"]
-    tls: {{mode: ISTIO_MUTUAL}}
+    tls: {{mode: PASSTHROUGH}}
+    defaultEndpoint: 127.0.0.1:8080
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -267,7 +268,7 @@ spec:
 
 
 def test_settings_in_resources_no_built_gateway_uses_are_warnings(backend_factory, gateway_factory):
-    """An egress Gateway (selects no workload being built), its VirtualService and a DestinationRule
+    """An egress Gateway (selects no workload being built; defaultEndpoint), its VirtualService and a DestinationRule
     for a host no route reaches: their unsupported settings are warnings naming the resource."""
     docs = [gateway_doc(), vs_doc("vs", ["a.example.com"], [{"route": to("a")}])]
     text = SCOPE_INPUT.replace("HOST", "unused")
@@ -275,8 +276,8 @@ def test_settings_in_resources_no_built_gateway_uses_are_warnings(backend_factor
     gw = gateway_factory(text + "---\n" + dump(*docs, se_doc("a", be.port)), ports=(80,))
     assert http_get(gw, 80, "/", host="a.example.com").headers["x-backend"] == "a"
     err = gw.render_result.stderr
-    assert ("warning EG0104 Gateway test/egress: tls mode ISTIO_MUTUAL is mesh-internal and not supported by envoygen; "
-            "not fatal: Gateway test/egress selects none of the gateway workloads being built "
+    assert ("warning EG0104 Gateway egress: field 'defaultEndpoint' is not supported: defaultEndpoint applies to sidecars "
+            "only; not fatal: Gateway test/egress selects none of the gateway workloads being built "
             "(istio-system/istio-ingressgateway)") in err, err
     assert ("warning EG0104 VirtualService egress-vs: field 'delegate' is not supported: delegate VirtualServices are "
             "not implemented; not fatal: VirtualService test/egress-vs binds to no Gateway of the workloads being built") in err
@@ -292,7 +293,7 @@ def test_settings_in_used_resources_stay_errors(tmp_path):
     assert p.returncode == 1, p.stderr
     for f in ("localityLbSetting", "http2KeepAlive"):
         assert f"EG0104 DestinationRule dr: field '{f}' is not supported" in p.stderr, p.stderr
-    assert "warning EG0104 Gateway test/egress" in p.stderr  # still out of scope
+    assert "warning EG0104 Gateway egress: field 'defaultEndpoint'" in p.stderr  # still out of scope
     assert not out.exists()
     # a VirtualService bound to the built gateway: its unsupported field is an error
     vs = vs_doc("vs", ["a.example.com"], [{"route": to("a"), "delegate": {"name": "x"}}])

@@ -235,12 +235,12 @@ spec:
 """ + gateway("cross-network-gateway", '["*.local"]', 15443, "TLS", "{mode: AUTO_PASSTHROUGH}", selector="eastwestgateway")
           + HELLO + subsets_dr("helloworld", "v1", "v2"),
           lambda d, ca: addresses("helloworld-v1", "helloworld-v2")),
-    # ---- refused, as README documents
     Shape("ingress-server-istio-mutual", lambda d, ca: HTTPBIN
           + gateway("mesh-gw", '["httpbin.example.com"]', 443, "HTTPS", "{mode: ISTIO_MUTUAL}")
           + vs("httpbin", '["httpbin.example.com"]', "[mesh-gw]", """  http:
   - route: [{destination: {host: httpbin, port: {number: 8000}}}]"""),
-          lambda d, ca: addresses("httpbin-v1"), refused="EG0104", feature="ISTIO_MUTUAL servers"),
+          lambda d, ca: addresses("httpbin-v1") + _mesh(d, ca)),
+    # ---- refused, as README documents
     Shape("delegate", lambda d, ca: HTTPBIN + gateway("gw", '["*"]')
           + vs("root", '["*"]', "[gw]", """  http:
   - match: [{uri: {prefix: /productpage}}]

@@ -74,3 +74,59 @@ def test_istio_mutual_without_mesh_identity_says_what_to_supply(gateway_factory)
     assert ("EG0301 tls mode ISTIO_MUTUAL needs the mesh identity: pass --mesh-identity DIR with Istio's file-mounted "
             "cert-chain.pem, key.pem, root-cert.pem") in r.stderr, r.stderr
     assert not (r.out_dir / "envoy.yaml").exists()
+
+
+GATEWAY_ISTIO_MUTUAL = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["app.example.com"]
+    tls: {mode: ISTIO_MUTUAL}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: istio-system}
+spec:
+  hosts: ["app.example.com"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: app.example.com, port: {number: 80}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: app, namespace: istio-system}
+spec:
+  hosts: [app.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: PORT}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+"""
+
+
+def test_gateway_server_istio_mutual_requires_a_mesh_client_certificate(backend_factory, gateway_factory, cert_authority,
+                                                                       tmp_path):
+    """A Gateway server with ISTIO_MUTUAL serves the mesh certificate and requires a client certificate
+    signed by the mesh root (ROOTCA)."""
+    from harness import CertAuthority, https_get
+
+    mesh = _mesh_dir(cert_authority, tmp_path)
+    app = backend_factory("app")
+    gw = gateway_factory(GATEWAY_ISTIO_MUTUAL.replace("PORT", str(app.port)), ports=(443,),
+                         args=["--mesh-identity", str(mesh)])
+    client = cert_authority.issue("sidecar", client=True).write(tmp_path / "client")
+    r = https_get(gw, 443, "/", host="app.example.com", verify=False, client_cert=client / "tls.crt",
+                  client_key=client / "tls.key")
+    assert (r.status, r.headers["x-backend"]) == (200, "app")
+    assert r.tls.subject_cn == "gateway"  # the mesh certificate (SDS default) is what the server presents
+    stranger = CertAuthority("stranger").issue("sidecar", client=True).write(tmp_path / "stranger")
+    for kw in ({}, {"client_cert": stranger / "tls.crt", "client_key": stranger / "tls.key"}):
+        try:
+            bad = https_get(gw, 443, "/", host="app.example.com", verify=False, **kw)
+        except Exception:  # noqa: BLE001 - a refused handshake may surface as a connection error
+            bad = None
+        assert bad is None or bad.status != 200, kw
+    assert app.count == 1

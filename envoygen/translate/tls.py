@@ -139,6 +139,15 @@ def _path_credentials(ctx: Context, bs: "BoundServer", mutual: bool) -> tuple[li
     return certs, validation
 
 
+def _mesh_credentials(ctx: Context, bs: "BoundServer") -> tuple[list[ir.SdsRef], ir.SdsRef | None] | None:
+    """ISTIO_MUTUAL: the mesh certificate (SDS ``default``), clients verified against ``ROOTCA``."""
+    cred = ctx.view.material.mesh_identity(Ref(bs.gateway.file, bs.line("tls", "mode"), bs.path("tls", "mode")))
+    if cred is None:
+        return None
+    return ([register_cert(ctx, names.MESH_CREDENTIAL, cred, names.MESH_CERT_SDS)],
+            register_ca(ctx, names.MESH_CREDENTIAL, cred, names.MESH_ROOT_SDS))
+
+
 def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
     tls = bs.server.tls
     if tls is None:
@@ -147,13 +156,15 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
                            bs.path("tls"))
         return None
     mode = tls.mode
-    if mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):
+    mutual = mode != "SIMPLE"
+    if mode == "ISTIO_MUTUAL":
+        got = _mesh_credentials(ctx, bs)
+    elif mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):
         ctx.findings.error(bs.gateway.file, bs.line("tls", "mode"), "EG0104",
                            f"Gateway {bs.gw_key}: tls.mode {mode} is not supported on an edge gateway (mesh-only)",
                            bs.path("tls", "mode"))
         return None
-    mutual = mode != "SIMPLE"
-    if tls.credential_names or tls.credential_name:
+    elif tls.credential_names or tls.credential_name:
         got = _named_credentials(ctx, bs, mutual)
     else:
         got = _path_credentials(ctx, bs, mutual)
@@ -171,7 +182,7 @@ def downstream_tls(ctx: Context, bs: "BoundServer") -> ir.DownstreamTls | None:
     return ir.DownstreamTls(
         certificates=tuple(certs),
         validation=validation if mutual else None,
-        require_client_certificate=mode == "MUTUAL",
+        require_client_certificate=mode in ("MUTUAL", "ISTIO_MUTUAL"),
         subject_alt_names=tuple(tls.subject_alt_names) if mutual else (),
         san_matchers=san_matchers(tls.subject_alt_names, DOWNSTREAM_SAN_TYPES) if mutual else (),
         spki=tuple(tls.verify_certificate_spki) if mutual else (),
