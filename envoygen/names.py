@@ -17,6 +17,8 @@ cluster                   ``<direction>|<port>|<subset>|<fqdn>``           ``out
 SDS certificate           ``kubernetes://<credential>``                    (model.GetOrDefault / credentials)
 SDS CA                    ``kubernetes://<credential>-cacert``
 SDS from file paths       ``file-cert:<cert>~<key>``, ``file-root:<ca>``   (model/credentials.go)
+SDS mesh identity         ``default``, ``ROOTCA``                          (--mesh-identity; ISTIO_MUTUAL)
+mesh SNI                  ``outbound_.<port>_.<subset>_.<fqdn>``           ``outbound_.9080_.v2_.reviews.ns.svc.cluster.local``
 node                      ``router~0.0.0.0~<wl>.<ns>~<ns>.svc.cluster.local``
 ========================  ===============================================  =====================================
 
