@@ -62,6 +62,14 @@ sys.exit(rc if rc >= 0 else 128 - rc)
 """
 
 
+def _default_sigint() -> None:
+    """SIGINT as in a terminal: a shell without job control starts background
+    jobs (CI scripts run with ``&``) with SIGINT ignored, children inherit that,
+    and Python then installs no KeyboardInterrupt handler, so Ctrl-C cases
+    would test nothing (seen: a render ran to the end through its SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(args: list[str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 60.0,
             on_start: Callable[[subprocess.Popen], None] | None = None, measure: bool = False) -> Run:
     """Run envoygen in its own session; kill the whole group on timeout.
@@ -83,7 +91,8 @@ def run_cli(args: list[str], cwd: Path, *, stdin: bytes | None = None, timeout: 
         cmd = [sys.executable, "-c", _WRAP, str(rss_file), *cmd]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=out_f, stderr=err_f, start_new_session=True,
-                            stdin=in_f if in_f is not None else subprocess.DEVNULL)
+                            stdin=in_f if in_f is not None else subprocess.DEVNULL,
+                            preexec_fn=_default_sigint)
     if on_start is not None:
         on_start(proc)
     killed = False
