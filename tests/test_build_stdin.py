@@ -83,3 +83,28 @@ def test_build_from_stdin_bakes_the_same_gateway_as_from_files(docker_client, ba
     assert man["files"] == files_man["files"]
     # the image label carries the digest of the bundle it holds
     assert docker_client.images.get(from_stdin).labels["io.envoygen.bundle.digest"] == man["digest"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_build_label_sets_the_image_source(docker_client, base_image, reaper) -> None:  # noqa: ANN001, F811
+    """`--label` sets labels on the gateway image, the OCI source (the user's
+    config repository: envoygen knows no URL for it) above all; envoygen's
+    bundle digest label cannot be overridden by it."""
+    tag = reaper.image(f"envoygen-test/{unique('labelled')}:test")
+    source = "https://git.example.com/platform/edge"
+    p = run_envoygen(["build", "-q", "-f", "samples/coolstore", "-t", tag,
+                      "--label", f"org.opencontainers.image.source={source}", "--label", "team=edge",
+                      "--label", "io.envoygen.bundle.digest=forged"], cwd=REPO, timeout=BUILD_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    labels = docker_client.images.get(tag).labels
+    assert labels["org.opencontainers.image.source"] == source
+    assert labels["team"] == "edge"
+    assert labels["io.envoygen.bundle.digest"] != "forged"
+    assert len(labels["io.envoygen.bundle.digest"]) == 64
+
+
+def test_build_label_must_be_key_value() -> None:
+    p = run_envoygen(["build", "-f", "samples/coolstore", "-t", "x:1", "--label", "novalue"], cwd=REPO)
+    assert p.returncode == 2
+    assert "'novalue' is not KEY=VALUE" in p.stderr
