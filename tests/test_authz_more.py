@@ -1,10 +1,13 @@
 """AuthorizationPolicy through the stock Envoy, the parts tests/test_authz.py leaves out: the mTLS peer
-identity (principals, namespaces, notPrincipals) on a MUTUAL server, AUDIT with traffic (rbac LOG),
+identity (principals, namespaces, notPrincipals) on a MUTUAL HTTPS server and on a TLS-terminating TCP
+server (network rbac), AUDIT with traffic (rbac LOG),
 and a ``when`` condition on a JWT claim with real signed tokens."""
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from envoygen.certs import Minted, mint_ca, mint_server
-from harness import http_get, https_get, wait_until
+from harness import http_get, https_get, tls_exchange, wait_until
 from istio_docs import dump, se_doc, to, vs_doc
 from test_authz import NS, policy, status, web
 from test_jwt import ISSUER, Signer, request_authn
@@ -88,6 +91,39 @@ def test_principals_and_namespaces_match_the_mtls_peer_identity(backend_factory,
     assert _as(gw, bar, "/not") == 403 and _as(gw, baz, "/not") == 403
     assert [r["path"] for r in b.requests] == ["/p", "/ns", "/ns", "/not"]
     assert "URI=spiffe://cluster.local/ns/foo/sa/bar" in b.requests[0]["headers"]["x-forwarded-client-cert"]
+
+
+def test_tcp_network_rbac_principals_on_a_mutual_tls_server(backend_factory, gateway_factory, tmp_path):
+    """The same peer identity on a TLS-terminating TCP server (protocol TLS, MUTUAL, VirtualService tcp):
+    the network rbac filter sees the client certificate; a DENY on one principal closes that client's
+    connection, another identity's bytes reach the backend and come back."""
+    ca = mint_ca("mesh root")
+    bar = _spiffe_client(ca, "spiffe://cluster.local/ns/foo/sa/bar", tmp_path / "bar")
+    baz = _spiffe_client(ca, "spiffe://cluster.local/ns/foo/sa/baz", tmp_path / "baz")
+    echo = backend_factory.tcp("echo")
+    docs = _mutual_docs(tmp_path, 9, ca)
+    server = docs[0]["spec"]["servers"][0]
+    server["port"] = {"number": 443, "name": "tls", "protocol": "TLS"}
+    tcp_vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs", "namespace": NS},
+              "spec": {"hosts": [HOST], "gateways": ["gw"],
+                       "tcp": [{"route": [{"destination": {"host": "echo.example.com", "port": {"number": 31400}}}]}]}}
+    se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "echo", "namespace": NS},
+          "spec": {"hosts": ["echo.example.com"], "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1"}],
+                   "ports": [{"number": 31400, "name": "tcp", "protocol": "TCP", "targetPort": echo.port}]}}
+    deny = policy("deny-baz", {"action": "DENY", "rules": [
+        {"from": [{"source": {"principals": ["cluster.local/ns/foo/sa/baz"]}}]}]})
+    gw = gateway_factory(dump(docs[0], tcp_vs, se, deny), ports=(443,))
+
+    def send(client: tuple[Path, Path], data: bytes) -> bytes:
+        try:
+            return tls_exchange(gw.port(443), HOST, data, verify=False, client_cert=client[0], client_key=client[1],
+                                read_until=data, timeout=3)
+        except (ConnectionResetError, socket.timeout, ssl.SSLError):
+            return b""
+
+    assert send(baz, b"from-baz\n") == b""
+    assert send(bar, b"from-bar\n") == b"from-bar\n"
+    assert b"from-baz" not in echo.received and b"from-bar\n" in echo.received
 
 
 def test_audit_action_logs_and_never_denies(backend_factory, gateway_factory, tmp_path):
