@@ -121,7 +121,7 @@ def render_options(f: Callable) -> Callable:
         click.option("--templates", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Directory of templates searched before the packaged ones."),
         click.option("--bootstrap-format", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
-                     help="Write envoy.yaml or envoy.json."),
+                     help="Write envoy.yaml or envoy.json (compact, sorted keys; the same values)."),
         click.option("--jwks", "jwks", type=JwksFileType(), multiple=True,
                      help="Read the JWKS of a RequestAuthentication jwksUri from a local file instead of fetching it "
                           "(URI=FILE, repeatable)."),

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import __version__, ir
+from . import __version__, ir, yamljson
 from .errors import InputError
 from .patch import apply_patches
 
@@ -115,6 +115,8 @@ class Renderer:
         return text
 
     def bootstrap(self, b: ir.Bootstrap, install_dir: str, bootstrap_format: str = "yaml") -> str:
+        if bootstrap_format == "json" and not b.patches:
+            return self._bootstrap_json(b, install_dir)
         text = self._render("envoy.yaml.j2", install_dir, b=b)
         data = None
         self.unmatched_patches = []
@@ -133,6 +135,19 @@ class Renderer:
                 data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         return text
+
+    def _bootstrap_json(self, b: ir.Bootstrap, install_dir: str) -> str:
+        """JSON straight from the templates' YAML subset (yamljson, no YAML parser; the
+        same values PyYAML builds), compact with sorted keys: ~10x less work than a YAML
+        load plus an indented dump, which is pure Python.  Text outside the subset (a
+        user's template) goes through the YAML parser as before."""
+        text = self._render("envoy.yaml.j2", install_dir, parse=False, b=b)
+        try:
+            data = yamljson.load(text)
+        except yamljson.NotSubset:
+            text = self._render("envoy.yaml.j2", install_dir, b=b)
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
 
     def sds(self, s: ir.Secret, install_dir: str) -> str:
         return self._render("sds.yaml.j2", install_dir, s=s)

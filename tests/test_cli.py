@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import http_get, run_envoygen
 
@@ -294,6 +295,10 @@ def test_bootstrap_format_json(tmp_path):
     assert mf["bootstrap"] == "envoy.json"
     assert "envoy.json" in mf["files"]
     assert "envoy.json" in (out / "Dockerfile").read_text()
+    # the JSON path reads the templates' YAML without a YAML parser: same values as the YAML bootstrap
+    p = cli("render", "-f", "samples/coolstore", "-o", tmp_path / "y")
+    assert p.returncode == 0, p.stderr
+    assert boot == yaml.safe_load((tmp_path / "y" / "envoy.yaml").read_text())
 
 
 # --------------------------------------------------------------------------
