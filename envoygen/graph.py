@@ -49,9 +49,11 @@ def _tls_mode(fc: dict[str, Any]) -> str:
     return "TLS MUTUAL" if ctx.get("require_client_certificate") else "TLS SIMPLE"
 
 
-def _route_notes(r: dict[str, Any]) -> list[str]:
+def _route_notes(r: dict[str, Any], vh_retry: dict[str, Any] | None = None) -> list[str]:
     notes = []
     ra = r.get("route") or {}
+    if "route" in r and "retry_policy" not in ra and vh_retry:
+        ra = {**ra, "retry_policy": vh_retry}  # the virtual host's, stated once for all its routes
     if "redirect" in r:
         notes.append("redirect " + json.dumps(r["redirect"], sort_keys=True))
     if "direct_response" in r:
@@ -129,7 +131,7 @@ def _route_config(g: Graph, parent: str, listener: str, rc: dict[str, Any]) -> N
             match = describe_match(r.get("match") or {}) or "(match)"
             if (r.get("match") or {}).get("headers"):
                 match += " + headers"
-            nid = g.add("route", f"{rcname}/{vh['name']}/{i}", f"route {match}", _route_notes(r))
+            nid = g.add("route", f"{rcname}/{vh['name']}/{i}", f"route {match}", _route_notes(r, vh.get("retry_policy")))
             g.link(vid, nid)
             for cl in _cluster_targets(r.get("route") or {}):
                 g.link(nid, g.add("cluster", cl, cl))

@@ -64,6 +64,15 @@ def _check_yaml_syntax(text: str) -> None:
         pass
 
 
+def _shared_retry(vh: ir.VirtualHost) -> ir.RetryPolicy | None:
+    """The retry policy every forwarding route of ``vh`` carries, stated once on the virtual
+    host.  Envoy applies a virtual host's retry_policy to every route without one of its own
+    (a route's replaces it whole); redirects and direct responses send nothing upstream, so
+    they neither need nor can use it.  None when any forwarding route differs or has none."""
+    policies = {r.action.retry for r in vh.routes if r.action.kind == "route"}
+    return next(iter(policies)) if len(policies) == 1 else None
+
+
 def _duration(seconds: float) -> str:
     text = f"{float(seconds):.9f}".rstrip("0").rstrip(".")
     return f"{text}s"
@@ -92,6 +101,7 @@ class Renderer:
         self.unmatched_patches: list[ir.ConfigPatch] = []  # of the last bootstrap rendered
         self.env.filters["j"] = _json
         self.env.filters["dur"] = _duration
+        self.env.filters["shared_retry"] = _shared_retry
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way
         self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)

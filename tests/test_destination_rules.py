@@ -119,7 +119,9 @@ def routes_for_domain(gw, domain: str) -> list[dict]:
                             continue
                         for vh in rc.get("virtual_hosts", []):
                             if domain in vh.get("domains", []):
-                                return vh["routes"]
+                                # each route with the retry policy Envoy applies to it (its own, else the vhost's)
+                                return [{**r, "_retry": (r.get("route") or {}).get("retry_policy", vh.get("retry_policy"))}
+                                        for r in vh["routes"]]
     raise AssertionError(f"no virtual host for {domain}")
 
 
@@ -236,8 +238,8 @@ def test_consistent_hash(backend_factory, gateway_factory):
     (hp,) = routes_for_domain(gw, "hdr.example.com")[0]["route"]["hash_policy"]
     assert hp["header"]["header_name"] == "x-user"
     # With consistent hashing Istio's default retry policy omits previous_hosts.
-    retry = routes_for_domain(gw, "hdr.example.com")[0]["route"].get("retry_policy", {})
-    assert "retry_host_predicate" not in retry, retry
+    retry = routes_for_domain(gw, "hdr.example.com")[0]["_retry"]
+    assert retry and "retry_host_predicate" not in retry, retry
 
     # cookie with ttl: Envoy generates it on the first response; sending it back sticks.
     r = http_get(gw, 80, "/", host="cookie.example.com")

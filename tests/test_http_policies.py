@@ -78,8 +78,13 @@ def routes_by_path(gw) -> dict[str, dict]:  # noqa: ANN001
                         continue
                     for r in vh.get("routes", []):
                         m = r["match"]
-                        out[m.get("prefix") or m.get("path")] = r
+                        out[m.get("prefix") or m.get("path")] = {**r, "_vh_retry": vh.get("retry_policy")}
     return out
+
+
+def retry_of(route: dict) -> dict | None:
+    """The retry policy Envoy applies: the route's own, else its virtual host's."""
+    return route["route"].get("retry_policy", route["_vh_retry"])
 
 
 PREVIOUS_HOSTS = [{"name": "envoy.retry_host_predicates.previous_hosts",
@@ -162,7 +167,9 @@ def test_default_retry_policy(backend_factory, gateway_factory):
 
     routes = routes_by_path(gw)
     for path in ("/drop", "/503", "/half-dead"):
-        assert routes[path]["route"]["retry_policy"] == DEFAULT_RETRY, routes[path]["route"]["retry_policy"]
+        assert retry_of(routes[path]) == DEFAULT_RETRY, retry_of(routes[path])
+        # the same policy on every route of the virtual host is stated once, on the virtual host
+        assert "retry_policy" not in routes[path]["route"], routes[path]["route"]
 
 
 def test_retries_attempts_zero_disables_retry(backend_factory, gateway_factory):
@@ -181,8 +188,8 @@ def test_retries_attempts_zero_disables_retry(backend_factory, gateway_factory):
     results = [get(gw, f"/half-dead/{i}")[0] for i in range(20)]
     assert 503 in results and 200 in results, results
     routes = routes_by_path(gw)
-    assert "retry_policy" not in routes["/drop"]["route"]
-    assert "retry_policy" not in routes["/half-dead"]["route"]
+    assert retry_of(routes["/drop"]) is None
+    assert retry_of(routes["/half-dead"]) is None
 
 
 def test_retry_on_5xx_status_codes_and_per_try_timeout(backend_factory, gateway_factory):
