@@ -16,7 +16,7 @@ import click
 
 from . import __version__
 from .errors import FindingsError, InputError
-from .options import render_options
+from .options import KeyValueType, render_options
 
 if TYPE_CHECKING:  # the pipeline is imported by the commands that run it, so --help stays fast
     from .diagnostics import Findings
@@ -297,16 +297,6 @@ def run(envoy_path: str | None, log_level: str, drain_seconds: float, resolve: t
     raise SystemExit(code)
 
 
-def _image_labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    labels = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{v!r} is not KEY=VALUE", ctx, param)
-        labels[key.strip()] = value
-    return labels
-
-
 @cli.command()
 @render_options
 @click.option("-t", "--tag", required=True, help="Image tag, e.g. coolstore-gateway:1.0.")
@@ -317,12 +307,12 @@ def _image_labels(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option("--envoy", "envoy_path", default=None, metavar="PATH", help="Envoy binary used to validate.")
 @click.option("--iidfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the image id to this file (as docker build --iidfile).")
-@click.option("--label", "image_labels", multiple=True, metavar="KEY=VALUE", callback=_image_labels,
+@click.option("--label", "image_labels", multiple=True, type=KeyValueType(),
               help="Image label, repeatable; wins over envoygen's, e.g. "
                    "org.opencontainers.image.source=https://git.example.com/platform/edge (your config repository).")
 @click.option("-q", "--quiet", is_flag=True, help="No build progress or summary; print the image id on stdout.")
 def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str | None, iidfile: Path | None,
-          image_labels: dict[str, str], quiet: bool, **kw: Any) -> None:
+          image_labels: tuple[tuple[str, str], ...], quiet: bool, **kw: Any) -> None:
     """Render, validate with Envoy, and bake the bundle into a Docker image."""
     from .bundle import write_atomically
     from .image import build_image
@@ -343,7 +333,7 @@ def build(tag: str, base_image: str | None, save: Path | None, envoy_path: str |
         write_atomically(out, render_bundles(compiled, req, req.install_dir))
         digest = json.loads((out / "manifest.json").read_text())["digest"]
         image_id = build_image(out, tag, base_image=base_image, save=save,
-                               labels={**image_labels, "io.envoygen.bundle.digest": digest},
+                               labels={**dict(image_labels), "io.envoygen.bundle.digest": digest},
                                progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
         if iidfile is not None:
             iidfile.write_text(image_id)

@@ -71,6 +71,20 @@ class LabelsType(click.ParamType):
         return out
 
 
+class KeyValueType(click.ParamType):
+    """One ``KEY=VALUE`` (the value may hold ``=`` and commas: an image label's URL)."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, str]:  # noqa: ANN001
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        return key.strip(), val
+
+
 class ByteSizeType(click.ParamType):
     """A size in bytes: 2Gi, 512Mi, 1G, 1048576; 0 allowed."""
 
