@@ -49,7 +49,8 @@ def _tls_mode(fc: dict[str, Any]) -> str:
     return "TLS MUTUAL" if ctx.get("require_client_certificate") else "TLS SIMPLE"
 
 
-def _route_notes(r: dict[str, Any], vh_retry: dict[str, Any] | None = None) -> list[str]:
+def _route_notes(r: dict[str, Any], vh_retry: dict[str, Any] | None = None,
+                 vh_metadata: dict[str, Any] | None = None) -> list[str]:
     notes = []
     ra = r.get("route") or {}
     if "route" in r and "retry_policy" not in ra and vh_retry:
@@ -66,7 +67,8 @@ def _route_notes(r: dict[str, Any], vh_retry: dict[str, Any] | None = None) -> l
         notes.append("mirror")
     for name in (r.get("typed_per_filter_config") or {}):
         notes.append(name.rsplit(".", 1)[-1])  # fault, cors, ...
-    cfg = (((r.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}).get("config", "")
+    metadata = r.get("metadata") or vh_metadata  # a virtual host states it once for routes of one VirtualService
+    cfg = (((metadata or {}).get("filter_metadata") or {}).get("istio") or {}).get("config", "")
     if cfg:
         notes.append("VirtualService " + cfg.rsplit("/", 1)[-1])
     return notes
@@ -131,7 +133,8 @@ def _route_config(g: Graph, parent: str, listener: str, rc: dict[str, Any]) -> N
             match = describe_match(r.get("match") or {}) or "(match)"
             if (r.get("match") or {}).get("headers"):
                 match += " + headers"
-            nid = g.add("route", f"{rcname}/{vh['name']}/{i}", f"route {match}", _route_notes(r, vh.get("retry_policy")))
+            notes = _route_notes(r, vh.get("retry_policy"), vh.get("metadata"))
+            nid = g.add("route", f"{rcname}/{vh['name']}/{i}", f"route {match}", notes)
             g.link(vid, nid)
             for cl in _cluster_targets(r.get("route") or {}):
                 g.link(nid, g.add("cluster", cl, cl))

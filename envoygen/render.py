@@ -1,9 +1,12 @@
 """IR → text through the Jinja templates in ``templates/``.
 
 One environment: StrictUndefined, every filter registered here, a user's
-``--templates DIR`` searched before the packaged templates.  Every rendered
-YAML file is parsed back before it is returned, so a template can never
-produce a file Envoy cannot read as YAML.
+``--templates DIR`` searched before the packaged templates.  The packaged
+templates write every scalar through ``|j`` (JSON, valid YAML), so their output
+is YAML by construction (tests/test_golden.py parses every golden, ``validate``
+has Envoy read it); with a user's ``--templates`` every rendered YAML file is
+parsed back before it is returned, so a template can never produce a file
+Envoy cannot read as YAML.
 """
 
 from __future__ import annotations
@@ -73,6 +76,15 @@ def _shared_retry(vh: ir.VirtualHost) -> ir.RetryPolicy | None:
     return next(iter(policies)) if len(policies) == 1 else None
 
 
+def _shared_config(vh: ir.VirtualHost) -> str:
+    """The Istio config (VirtualService path) every route of ``vh`` comes from, stated once
+    as the virtual host's metadata; routes from another VirtualService keep their own.
+    Envoy ignores this metadata when routing; proxy-config and graph read a route's,
+    then its virtual host's.  Empty when the routes come from more than one VirtualService."""
+    names = {r.metadata_vs for r in vh.routes}
+    return next(iter(names)) if len(names) == 1 else ""
+
+
 def _duration(seconds: float) -> str:
     text = f"{float(seconds):.9f}".rstrip("0").rstrip(".")
     return f"{text}s"
@@ -98,10 +110,12 @@ class Renderer:
             autoescape=False,
         )
         self._install_dir = "/"
+        self._check_syntax = user_templates is not None  # the packaged ones write YAML by construction
         self.unmatched_patches: list[ir.ConfigPatch] = []  # of the last bootstrap rendered
         self.env.filters["j"] = _json
         self.env.filters["dur"] = _duration
         self.env.filters["shared_retry"] = _shared_retry
+        self.env.filters["shared_config"] = _shared_config
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way
         self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)
@@ -118,10 +132,11 @@ class Renderer:
             # Macros leave blank lines behind; no rendered YAML has block scalars
             # (every string is JSON-quoted), so dropping them changes nothing.
             text = "\n".join(line for line in text.split("\n") if line.strip()) + "\n"
-            try:
-                _check_yaml_syntax(text)
-            except yaml.YAMLError as exc:
-                raise InputError(f"EG0402 template {name} rendered invalid YAML: {exc}") from None
+            if self._check_syntax:
+                try:
+                    _check_yaml_syntax(text)
+                except yaml.YAMLError as exc:
+                    raise InputError(f"EG0402 template {name} rendered invalid YAML: {exc}") from None
         return text
 
     def bootstrap(self, b: ir.Bootstrap, install_dir: str, bootstrap_format: str = "yaml") -> str:

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import run_envoygen
 
@@ -59,6 +60,10 @@ def test_golden_bundle(sample: str, tmp_path: Path) -> None:
     for name, data in first.items():
         assert str(tmp_path).encode() not in data, f"{sample}: {name} contains the OUT path"
         assert str(REPO).encode() not in data, f"{sample}: {name} contains the checkout path"
+        if name.endswith((".yaml", ".json")):
+            # render checks no YAML syntax for the packaged templates (they write YAML by
+            # construction): this is where a template mistake is caught
+            assert yaml.load(data, Loader=yaml.CSafeLoader) is not None, f"{sample}: {name} is empty"
 
     gdir = GOLDEN / sample
     if UPDATE:

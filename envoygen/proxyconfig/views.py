@@ -181,7 +181,7 @@ def routes(b: Bundle, flt: Filters) -> Table:
             domains = describe_domains(vh.get("domains") or [])
             for r in vh.get("routes") or []:
                 rows.append([name, vh.get("name", ""), domains, describe_match(r.get("match") or {}),
-                             config_name(r.get("metadata"))])
+                             config_name(r.get("metadata") or vh.get("metadata"))])
             if not vh.get("routes"):
                 rows.append([name, vh.get("name", ""), domains, "/*", "404"])
     headers = ["NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"] if flt.verbose else ["NAME", "VIRTUAL HOSTS"]
