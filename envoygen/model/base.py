@@ -30,6 +30,7 @@ class Strict(BaseModel):
         populate_by_name=True,
         frozen=True,
         strict=True,
+        defer_build=True,
     )
 
     @model_validator(mode="before")
@@ -41,7 +42,7 @@ class Strict(BaseModel):
 class Loose(BaseModel):
     """For parts of foreign objects whose fields are read but not all modelled."""
 
-    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ..credentials import Credential, SecretSource, check_credential, resolve_credential
+from .. import credentials
+from ..credentials import Credential, SecretSource, resolve_credential
 from ..diagnostics import Findings
 from ..model import Resources
 
@@ -74,8 +75,9 @@ class Material:
         return cred
 
     def check(self, cred: Credential, ref: Ref, hosts: Sequence[str] = ()) -> None:
-        for f in check_credential(cred, hosts, now=self.now, allow_expired=self.options.allow_expired,
-                                  ref_file=ref.file, ref_line=ref.line, ref_path=ref.path):
+        # credentials.check_credential imports cryptography on first use
+        for f in credentials.check_credential(cred, hosts, now=self.now, allow_expired=self.options.allow_expired,
+                                              ref_file=ref.file, ref_line=ref.line, ref_path=ref.path):
             self.findings.add(f)
 
     def file(self, value: str | None, ref: Ref, who: str) -> bytes | None:
