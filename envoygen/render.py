@@ -12,7 +12,10 @@ Envoy cannot read as YAML.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import re
+import stat
 from importlib import resources as ilr
 from pathlib import Path
 from typing import Any
@@ -40,11 +43,19 @@ def packaged_templates() -> Path:
 _YAML_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
+# a line of whitespace only (str.strip()'s whitespace: ``\s`` is the same set), with its end
+_BLANK_LINES = re.compile(r"^\s*\n", re.M)
+
 _JSON_STR: dict[str, str] = {}  # names, paths and hosts repeat across routes: each string is quoted once
 
 
 def _json(value: Any) -> str:
-    if type(value) is str:
+    kind = type(value)
+    if kind is int:
+        return str(value)  # what json.dumps writes for an int, without its encoder set-up
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is str:
         quoted = _JSON_STR.get(value)
         if quoted is None:
             if len(_JSON_STR) > 200_000:
@@ -85,9 +96,56 @@ def _shared_config(vh: ir.VirtualHost) -> str:
     return next(iter(names)) if len(names) == 1 else ""
 
 
+def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    """Jinja's ``indent`` as one C-level replace: every line after the first gets the
+    padding, blank ones too.  Jinja leaves blank lines unpadded; rendered YAML drops
+    whitespace-only lines before it is returned (and the JSON path skips them), so the
+    output is the same byte for byte, at a fraction of the per-line Python work."""
+    pad = width if isinstance(width, str) else " " * width
+    text = str(text).replace("\n", "\n" + pad)
+    return pad + text if first else text
+
+
 def _duration(seconds: float) -> str:
     text = f"{float(seconds):.9f}".rstrip("0").rstrip(".")
     return f"{text}s"
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs, as Python keeps .pyc files (compiling the
+    packaged templates costs ~0.13 s a run): in ``$XDG_CACHE_HOME/envoygen`` (default
+    ``~/.cache/envoygen``), a directory of the user's own with mode 0700; entries are
+    keyed by template path and checked against the source's hash, so an edited
+    template is compiled again.  A cache that cannot be used (no home, read-only or
+    full file system, someone else's directory) is skipped, never an error;
+    ``ENVOYGEN_TEMPLATE_CACHE=0`` turns it off."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, EOFError, ValueError, TypeError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _template_cache() -> jinja2.BytecodeCache | None:
+    if os.environ.get("ENVOYGEN_TEMPLATE_CACHE", "1") == "0":
+        return None
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "envoygen", f"templates-jinja{jinja2.__version__}")
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        st = os.lstat(where)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None  # not a private directory of ours: do not load code from it
+        return _TemplateCache(where)
+    except (OSError, RuntimeError):
+        return None
 
 
 class Renderer:
@@ -108,11 +166,13 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
             autoescape=False,
+            bytecode_cache=_template_cache(),
         )
         self._install_dir = "/"
         self._check_syntax = user_templates is not None  # the packaged ones write YAML by construction
         self.unmatched_patches: list[ir.ConfigPatch] = []  # of the last bootstrap rendered
         self.env.filters["j"] = _json
+        self.env.filters["indent"] = _indent
         self.env.filters["dur"] = _duration
         self.env.filters["shared_retry"] = _shared_retry
         self.env.filters["shared_config"] = _shared_config
@@ -131,7 +191,7 @@ class Renderer:
         if parse:
             # Macros leave blank lines behind; no rendered YAML has block scalars
             # (every string is JSON-quoted), so dropping them changes nothing.
-            text = "\n".join(line for line in text.split("\n") if line.strip()) + "\n"
+            text = _BLANK_LINES.sub("", text + "\n") or "\n"
             if self._check_syntax:
                 try:
                     _check_yaml_syntax(text)

@@ -53,3 +53,69 @@ def test_packaged_templates_are_not_parsed_back(monkeypatch) -> None:
     req = Request((str(SAMPLE),), templates=render_mod.packaged_templates())
     files = render_bundles(translate_inputs(req), req, req.install_dir)
     assert len(calls) == sum(1 for name in files if name.endswith(".yaml"))
+
+
+def _count_parses(monkeypatch) -> list[str]:
+    import jinja2
+
+    parsed: list[str] = []
+    original = jinja2.Environment._parse
+
+    def counting(self, source, name, filename):
+        parsed.append(name)
+        return original(self, source, name, filename)
+
+    monkeypatch.setattr(jinja2.Environment, "_parse", counting)
+    return parsed
+
+
+def test_compiled_templates_are_reused_between_runs(monkeypatch, tmp_path: Path) -> None:
+    parsed = _count_parses(monkeypatch)
+    monkeypatch.setattr(render_mod, "_template_cache", lambda: render_mod._TemplateCache(str(tmp_path)))
+    req = Request((str(SAMPLE),))
+    compiled = translate_inputs(req)
+    first = render_bundles(compiled, req, req.install_dir)
+    assert "macros.j2" in parsed and "envoy.yaml.j2" in parsed  # a cold cache compiles
+    assert list(tmp_path.iterdir())  # ... and keeps what it compiled
+    parsed.clear()
+    assert render_bundles(compiled, req, req.install_dir) == first
+    assert parsed == []  # a new Renderer (a new run) compiles nothing
+    # a template edited since is compiled again (the cache checks the source's hash)
+    tpl = tmp_path / "tpl"
+    shutil.copytree(render_mod.packaged_templates(), tpl)
+    for _ in range(2):
+        env = render_mod.Renderer(tpl).env
+        env.get_template("envoy.yaml.j2")
+        env.get_template("sds.yaml.j2")
+    parsed.clear()
+    (tpl / "sds.yaml.j2").write_text((tpl / "sds.yaml.j2").read_text() + "# edited\n")
+    env = render_mod.Renderer(tpl).env
+    env.get_template("envoy.yaml.j2")
+    env.get_template("sds.yaml.j2")
+    assert parsed == ["sds.yaml.j2"]
+
+
+def test_unusable_template_cache_is_skipped(monkeypatch, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setattr(render_mod, "_template_cache", lambda: render_mod._TemplateCache(str(blocker / "cache")))
+    parsed = _count_parses(monkeypatch)
+    req = Request((str(SAMPLE),))
+    files = render_bundles(translate_inputs(req), req, req.install_dir)
+    assert "envoy.yaml" in files and "envoy.yaml.j2" in parsed
+    monkeypatch.undo()
+    monkeypatch.setenv("ENVOYGEN_TEMPLATE_CACHE", "0")
+    assert render_mod._template_cache() is None
+
+
+def test_template_cache_lives_in_a_private_user_directory(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = render_mod._template_cache()
+    assert cache is not None
+    where = Path(cache.directory)
+    assert where.parent == tmp_path / "envoygen" and (where.stat().st_mode & 0o777) == 0o700
+    # a directory others can write to is not trusted with compiled code
+    where.chmod(0o777)
+    assert render_mod._template_cache() is None
+    where.chmod(0o700)
+    assert render_mod._template_cache() is not None
