@@ -79,10 +79,17 @@ def _endpoints(boot: dict[str, Any]):  # noqa: ANN202 - (cluster, endpoint dict,
                 yield c, ep["endpoint"], ep["endpoint"]["address"]["socket_address"]
 
 
+def _read(bootstrap: Path) -> Any:
+    text = bootstrap.read_text()
+    if bootstrap.suffix == ".json":
+        return json.loads(text)  # C speed; PyYAML builds a big bootstrap in seconds
+    return yaml.load(text, Loader=_LOADER)
+
+
 def apply_resolve(bootstrap: Path, mapping: dict[tuple[str, int | None], Target]) -> list[str]:
     """Rewrite the bootstrap so that endpoints named in ``mapping`` use its addresses.
     Returns the names used; a name no endpoint has is a usage error."""
-    boot = yaml.load(bootstrap.read_text(), Loader=_LOADER)
+    boot = _read(bootstrap)
     used = set()
     for _cluster, ep, sa in _endpoints(boot):
         name = str(sa["address"]).lower().rstrip(".")
@@ -109,7 +116,7 @@ def apply_resolve(bootstrap: Path, mapping: dict[tuple[str, int | None], Target]
 
 def unresolved(bootstrap: Path, timeout: float = 3.0) -> list[tuple[str, str]]:
     """(cluster, host) of DNS endpoints this host cannot resolve (looked up in parallel, bounded)."""
-    boot = yaml.load(bootstrap.read_text(), Loader=_LOADER)
+    boot = _read(bootstrap)
     hosts: dict[str, str] = {}
     for c, _ep, sa in _endpoints(boot):
         if not _is_ip(str(sa["address"])):

@@ -65,15 +65,17 @@ def test_build_from_stdin_bakes_the_same_gateway_as_from_files(docker_client, ba
     p = run_envoygen(["build", "-f", "-", "-t", from_stdin], input=sample_text(), cwd=REPO, timeout=BUILD_TIMEOUT_S)
     assert p.returncode == 0, p.stderr
 
-    boot_files = read_from_image(docker_client, from_files, "/etc/envoy/envoy.yaml")
-    boot_stdin = read_from_image(docker_client, from_stdin, "/etc/envoy/envoy.yaml")
+    # build's default bootstrap is JSON: the image starts Envoy from it (issue 14)
+    boot_files = read_from_image(docker_client, from_files, "/etc/envoy/envoy.json")
+    boot_stdin = read_from_image(docker_client, from_stdin, "/etc/envoy/envoy.json")
     assert b'"0.0.0.0_8080"' in boot_stdin, "the image built from stdin has no gateway listener"
     assert b"outbound|80||webapp.istioinaction.svc.cluster.local" in boot_stdin
     assert boot_stdin == boot_files
     # and it is exactly what `render -f -` writes
-    p = run_envoygen(["render", "-f", "-", "-o", str(tmp_path / "r")], input=sample_text(), cwd=REPO)
+    p = run_envoygen(["render", "-f", "-", "-o", str(tmp_path / "r"), "--bootstrap-format", "json"],
+                     input=sample_text(), cwd=REPO)
     assert p.returncode == 0, p.stderr
-    assert (tmp_path / "r" / "envoy.yaml").read_bytes() == boot_stdin
+    assert (tmp_path / "r" / "envoy.json").read_bytes() == boot_stdin
 
     man = json.loads(read_from_image(docker_client, from_stdin, "/etc/envoy/manifest.json"))
     assert [i["path"] for i in man["inputs"]] == ["-"]
@@ -81,6 +83,9 @@ def test_build_from_stdin_bakes_the_same_gateway_as_from_files(docker_client, ba
     files_man = json.loads(read_from_image(docker_client, from_files, "/etc/envoy/manifest.json"))
     assert [i["path"] for i in files_man["inputs"]] == ["samples/coolstore/gateway.yaml", "samples/coolstore/services.yaml"]
     assert man["files"] == files_man["files"]
+    assert "envoy.json" in man["files"] and "envoy.yaml" not in man["files"]
+    entry = docker_client.images.get(from_stdin).attrs["Config"]["Entrypoint"]
+    assert entry[1:3] == ["-c", "/etc/envoy/envoy.json"]
     # the image label carries the digest of the bundle it holds
     assert docker_client.images.get(from_stdin).labels["io.envoygen.bundle.digest"] == man["digest"]
 

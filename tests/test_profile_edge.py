@@ -148,7 +148,7 @@ def test_build_bakes_the_profile_and_heap_limit(docker_client, base_image, reape
     from test_build_stdin import BUILD_TIMEOUT_S, REPO, read_from_image
 
     tag = reaper.image(f"envoygen-test/{unique('edge')}:test")
-    flags = ["--profile", "edge", "--max-heap", "1Gi"]
+    flags = ["--profile", "edge", "--max-heap", "1Gi", "--bootstrap-format", "yaml"]  # the YAML form, on request
     p = run_envoygen(["build", "-f", "samples/coolstore", "-t", tag, *flags], cwd=REPO, timeout=BUILD_TIMEOUT_S)
     assert p.returncode == 0, p.stderr
     baked = read_from_image(docker_client, tag, "/etc/envoy/envoy.yaml")

@@ -57,20 +57,28 @@ def test_run_serves_until_sigterm_and_cleans_up(backend_factory, tmp_path):
         [sys.executable, "-m", "envoygen", "run", "-f", str(src), "--port-map", f"80={http}",
          "--admin-port", str(admin), "--readiness-port", str(ready), "--stats-port", str(stats), "--log-level", "warn"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
         wait_until(lambda: _ready(ready) or proc.poll() is not None, timeout=30, message="envoygen run never got ready")
-        assert proc.poll() is None, proc.stderr.read()
+        assert proc.poll() is None, "".join(lines)
         status, headers, _ = http_get(None, http, "/", host="run.example.com")
         assert status == 200 and headers["x-backend"] == "app"
         assert http_get(None, http, "/", host="other.example.com").status == 404
+        # "listening" is printed by run's own readiness poll (every 0.1 s), maybe after ours saw it
+        wait_until(lambda: any(f"listening on 0.0.0.0:{http}" in ln for ln in lines), timeout=10,
+                   message="envoygen run never said it was listening")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read()
-    assert f"listening on 0.0.0.0:{http}" in err
+    reader.join(timeout=5)
+    err = "".join(lines)
     assert code == 0, err
     # the temporary bundle named on stderr is gone
     bundle = err.split("bundle ", 1)[1].split()[0]
