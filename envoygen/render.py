@@ -228,7 +228,7 @@ class Renderer:
         user's template) goes through the YAML parser as before."""
         text = self._render("envoy.yaml.j2", install_dir, parse=False, b=b)
         try:
-            data = yamljson.load(text)
+            data = yamljson.load(text, shared=True)  # only written out as JSON
         except yamljson.NotSubset:
             text = self._render("envoy.yaml.j2", install_dir, b=b)
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

@@ -119,14 +119,15 @@ def _flow_value(toks: list[tuple[str, str]], i: int, tok: str) -> tuple[Any, int
 
 
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, shared: bool) -> None:
         self.cache: dict[str, Any] = {}
+        self.shared = shared
 
     def scalar(self, tok: str) -> Any:
         value = self.cache.get(tok, _UNSET)
         if value is _UNSET:
             value = self.cache[tok] = _decode(tok)
-        elif type(value) is dict or type(value) is list:
+        elif not self.shared and (type(value) is dict or type(value) is list):
             return _decode(tok)  # collections are fresh each time (a caller may change one)
         return value
 
@@ -152,9 +153,12 @@ def _put(r: _Reader, top: dict, s: str, col: int, line: str) -> tuple[dict, str,
     return None
 
 
-def load(text: str) -> Any:
-    """The single document ``text`` as PyYAML's safe loader would build it, or NotSubset."""
-    r = _Reader()
+def load(text: str, shared: bool = False) -> Any:
+    """The single document ``text`` as PyYAML's safe loader would build it, or NotSubset.
+
+    ``shared``: equal flow collections (``{address: "10.0.0.2", port_value: 80}``) are one
+    object, parsed once; for a caller that only reads the result (writes it as JSON)."""
+    r = _Reader(shared)
     stack: list[tuple[int, Any]] = []  # (column, dict or list), innermost last
     pending: tuple[dict, str, int] | None = None  # a "key:" whose value starts on the next line
     root: Any = None
