@@ -135,7 +135,7 @@ def render_options(f: Callable) -> Callable:
         click.option("--templates", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Directory of templates searched before the packaged ones."),
         click.option("--bootstrap-format", type=click.Choice(["yaml", "json"]), default=None,
-                     help="Write envoy.yaml or envoy.json (compact, sorted keys; the same values). Default: yaml "
+                     help="Write envoy.yaml or envoy.json (compact, the same values). Default: yaml "
                           "for render, validate and ir (for review); json for run and build, which start Envoy "
                           "from it (Envoy reads JSON faster: docs/benchmarks.md)."),
         click.option("--jwks", "jwks", type=JwksFileType(), multiple=True,

@@ -222,13 +222,13 @@ class Renderer:
         return text
 
     def _bootstrap_json(self, b: ir.Bootstrap, install_dir: str) -> str:
-        """JSON straight from the templates' YAML subset (yamljson, no YAML parser; the
-        same values PyYAML builds), compact with sorted keys: ~10x less work than a YAML
-        load plus an indented dump, which is pure Python.  Text outside the subset (a
-        user's template) goes through the YAML parser as before."""
+        """JSON text straight from the templates' YAML subset (yamljson: no YAML parser and
+        no Python values; the values PyYAML would build), compact, keys in the templates'
+        order.  Text outside the subset (a user's template) goes through the YAML parser
+        and json.dumps (keys sorted)."""
         text = self._render("envoy.yaml.j2", install_dir, parse=False, b=b)
         try:
-            data = yamljson.load(text, shared=True)  # only written out as JSON
+            return yamljson.to_json(text) + "\n"
         except yamljson.NotSubset:
             text = self._render("envoy.yaml.j2", install_dir, b=b)
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

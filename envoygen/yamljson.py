@@ -118,110 +118,123 @@ def _flow_value(toks: list[tuple[str, str]], i: int, tok: str) -> tuple[Any, int
     raise NotSubset(tok)
 
 
-class _Reader:
-    def __init__(self, shared: bool) -> None:
-        self.cache: dict[str, Any] = {}
-        self.shared = shared
+class _Tokens:
+    """JSON text of each distinct scalar and flow collection, and of each key with its
+    colon, decoded once (names, hosts and paths repeat across routes)."""
 
-    def scalar(self, tok: str) -> Any:
-        value = self.cache.get(tok, _UNSET)
-        if value is _UNSET:
-            value = self.cache[tok] = _decode(tok)
-        elif not self.shared and (type(value) is dict or type(value) is list):
-            return _decode(tok)  # collections are fresh each time (a caller may change one)
-        return value
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.keys: dict[str, str] = {}
+
+    def value(self, tok: str) -> str:
+        text = self.values.get(tok)
+        if text is None:
+            text = self.values[tok] = json.dumps(_decode(tok), separators=(",", ":"))
+        return text
 
     def key(self, tok: str) -> str:
-        return json.loads(tok) if tok[0] == '"' else tok
+        text = self.keys.get(tok)
+        if text is None:
+            if tok[0] == '"':
+                try:
+                    key = json.loads(tok)
+                except ValueError:
+                    raise NotSubset(tok) from None
+            else:
+                key = tok
+            text = self.keys[tok] = json.dumps(key) + ":"
+        return text
 
 
-def _put(r: _Reader, top: dict, s: str, col: int, line: str) -> tuple[dict, str, int] | None:
-    """``key: value`` into ``top``; for ``key:`` the pending (mapping, key, column)."""
-    m = _KEY.match(s)
-    if m is None:
-        raise NotSubset(line)
-    k = r.key(m.group(1))
-    if k in top:
-        raise NotSubset(line)  # PyYAML keeps the last, Envoy may refuse: let the parser decide
-    v = m.group(2)
-    if v == "":
-        raise NotSubset(line)
-    if v is None:
-        top[k] = None
-        return (top, k, col)
-    top[k] = r.scalar(v)
-    return None
-
-
-def load(text: str, shared: bool = False) -> Any:
-    """The single document ``text`` as PyYAML's safe loader would build it, or NotSubset.
-
-    ``shared``: equal flow collections (``{address: "10.0.0.2", port_value: 80}``) are one
-    object, parsed once; for a caller that only reads the result (writes it as JSON)."""
-    r = _Reader(shared)
-    stack: list[tuple[int, Any]] = []  # (column, dict or list), innermost last
-    pending: tuple[dict, str, int] | None = None  # a "key:" whose value starts on the next line
-    root: Any = None
+def to_json(text: str) -> str:
+    """The single document ``text`` as compact JSON text (keys in the order written), with
+    the values PyYAML's safe loader would build, or NotSubset.  No Python value is built:
+    quoted scalars are already JSON, and each line adds its piece of text."""
+    out: list[str] = []
+    w = out.append
+    tokens = _Tokens()
+    keys, values = tokens.keys, tokens.values
+    # open collections, innermost last: [column, is a list, keys seen (a mapping's), still empty]
+    stack: list[list[Any]] = []
+    pending = -1  # column of a "key:" whose value (a block collection) starts on the next line
+    started = False
+    if "\t" in text:
+        raise NotSubset("a tab")  # the templates write none (|j escapes them); YAML may mean indentation
     for line in text.split("\n"):
         s = line.lstrip(" ")
         if not s or s[0] == "#":
             continue
         col = len(line) - len(s)
-        if "\t" in line[:col + 1] or s.startswith("---") or s.startswith("..."):
+        if s[0] in "-." and (s.startswith("---") or s.startswith("...")):
             raise NotSubset(line)
         while stack and stack[-1][0] > col:
-            stack.pop()
+            w("]" if stack.pop()[1] else "}")
         dash = s[:2] == "- " or s == "-"
-        if pending is not None:
-            parent, k, pcol = pending
-            pending = None
-            if col > pcol or (col == pcol and dash):
-                node: Any = [] if dash else {}
-                parent[k] = node
-                stack.append((col, node))
-            else:
+        if pending >= 0 or not started:
+            if started and not (col > pending or (col == pending and dash)):
                 raise NotSubset(line)  # an empty value is null
-        elif root is None:
-            root = [] if dash else {}
-            stack.append((col, root))
+            pending, started = -1, True
+            w("[" if dash else "{")
+            stack.append([col, dash, None if dash else set(), True])
         elif not stack:
             raise NotSubset(line)
-        top_col, top = stack[-1]
-        if type(top) is list and top_col == col and not dash:
+        top = stack[-1]
+        if top[1] and top[0] == col and not dash:  # a mapping's key after its "key:\n- item" list
             stack.pop()
+            w("]")
             if not stack:
                 raise NotSubset(line)
-            top_col, top = stack[-1]
-        if top_col != col:
+            top = stack[-1]
+        if top[0] != col:
             raise NotSubset(line)
         while True:
-            if type(top) is list:
+            if top[1]:
                 if not dash:
                     raise NotSubset(line)
                 s = s[2:]
                 col += 2
                 if not s or s[0] == " ":
                     raise NotSubset(line)
+                if top[3]:
+                    top[3] = False
+                else:
+                    w(",")
                 dash = s[:2] == "- " or s == "-"
-                if dash:
-                    node = []
-                    top.append(node)
-                    stack.append((col, node))
-                    top = node
-                    continue
-                m = _KEY.match(s)
-                if m is None:
-                    top.append(r.scalar(s))
+                if not dash and _KEY.match(s) is None:
+                    w(tokens.value(s))
                     break
-                node = {}
-                top.append(node)
-                stack.append((col, node))
-                top = node
+                w("[" if dash else "{")
+                top = [col, dash, None if dash else set(), True]
+                stack.append(top)
                 continue
             if dash:
                 raise NotSubset(line)
-            pending = _put(r, top, s, col, line)
+            # key: value (inline: this runs for most lines)
+            m = _KEY.match(s)
+            if m is None:
+                raise NotSubset(line)
+            k, v = m.groups()
+            k = keys.get(k) or tokens.key(k)
+            if k in top[2] or v == "":
+                raise NotSubset(line)  # a duplicate key: PyYAML keeps the last, Envoy may refuse
+            top[2].add(k)
+            if top[3]:
+                top[3] = False
+            else:
+                w(",")
+            w(k)
+            if v is None:
+                pending = col
+            else:
+                w(values.get(v) or tokens.value(v))
             break
-    if pending is not None or root is None:
+    if pending >= 0 or not started:
         raise NotSubset("end of text")
-    return root
+    while stack:
+        w("]" if stack.pop()[1] else "}")
+    return "".join(out)
+
+
+def load(text: str) -> Any:
+    """The single document ``text`` as PyYAML's safe loader would build it, or NotSubset."""
+    return json.loads(to_json(text))
