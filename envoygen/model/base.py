@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 def _drop_nulls(data: Any) -> Any:
     """Kubernetes' convention: a field whose value is null is unset (``annotations:`` with no value)."""
-    if isinstance(data, dict) and any(v is None for v in data.values()):
+    if isinstance(data, dict) and None in data.values():  # in C; of YAML's values only None equals None
         return {k: v for k, v in data.items() if v is not None}
     return data
 

@@ -7,8 +7,8 @@ Three findings come from the same walk (they were three reflective walks):
 * extra keys of :class:`~envoygen.model.base.Loose` models (EG0005 info).
 
 For every model class a *plan* is computed once: which fields carry a marker, and
-which can hold a model at all (a ``str`` or ``dict[str, str]`` field is never
-entered).  The walk then visits only what can hold a finding.
+which can hold a model that may yield a finding (a ``str`` or ``dict[str, str]``
+field, or one whose models mark nothing anywhere below, is never entered).  The walk then visits only what can hold a finding.
 """
 
 from __future__ import annotations
@@ -34,10 +34,38 @@ class FieldFindings:
     extras: list[Path_] = field(default_factory=list)
 
 
-def _holds_models(annotation: Any) -> bool:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The model classes an annotation names (through Optional, list, dict, Annotated...)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return True
-    return any(_holds_models(arg) for arg in typing.get_args(annotation))
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _marks(cls: type[BaseModel]) -> bool:
+    """Whether ``cls`` itself can yield a finding: a marked field, or loose extras."""
+    return issubclass(cls, Loose) or any(isinstance(m, (UnsupportedMarker, NoEffectMarker))
+                                         for f in cls.model_fields.values() for m in f.metadata)
+
+
+@cache
+def _may_find(cls: type[BaseModel]) -> bool:
+    """Whether a value of ``cls`` can hold a finding anywhere below it: some model class
+    reachable from it (cycles included) marks one.  The walk skips the others' subtrees."""
+    seen, todo = {cls}, [cls]
+    while todo:
+        c = todo.pop()
+        if _marks(c):
+            return True
+        for f in c.model_fields.values():
+            for m in _models_in(f.annotation):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+    return False
+
+
+def _holds_models(annotation: Any) -> bool:
+    return any(_may_find(m) for m in _models_in(annotation))
 
 
 @cache
