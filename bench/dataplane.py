@@ -1,6 +1,6 @@
 """Data plane (issue 14): requests/s through the rendered gateway against hand-written Envoy configs.
 
-    .venv/bin/python bench/dataplane.py [--rounds 5] [--duration 10] [--threads 1] [--connections 16]
+    .venv/bin/python bench/dataplane.py [--rounds 5] [--duration 10] [--threads 1] [--connections 64]
                                         [--proxy-cpu 0] [--load-cpu 1] [--ablate] [--json] [--markdown]
 
 One host, ``webapp.istioinaction.io``: a Gateway with an HTTP server (80) and an
@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import re
@@ -74,13 +75,16 @@ from harness import CertAuthority, free_ports, wait_until  # noqa: E402 - the te
 # processes
 
 
+_BASE_IDS = itertools.count()
+
+
 class Envoy:
     """One stock Envoy, ``--concurrency 1``, pinned with taskset; ``stop()`` is idempotent."""
 
     def __init__(self, name: str, binary: str, config: Path, admin: int, cpu: str, work: Path) -> None:
         self.name, self.admin, self.log = name, admin, work / f"{name}.log"
         self.cmd = ["taskset", "-c", cpu, binary, "-c", str(config), "--concurrency", "1", "--log-level", "warn",
-                    "--disable-hot-restart", "--base-id", str(os.getpid() % 100_000 * 100 + len(name))]
+                    "--disable-hot-restart", "--base-id", str(os.getpid() % 100_000 * 100 + next(_BASE_IDS))]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Envoy":
@@ -220,6 +224,13 @@ def measure(proxies: dict, backend: Envoy, protos: list[str], a: argparse.Namesp
     return runs
 
 
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0], values[0])
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return (q[0], q[2])
+
+
 def summarize(runs: list[dict], protos: list[str], names: list[str]) -> dict:
     """Per protocol and config: median req/s and proxy CPU µs per request (with min–max), and the rendered
     gateway against each config: req/s ratio (of the medians, and median of the per-round ratios) and CPU ratio
@@ -235,23 +246,30 @@ def summarize(runs: list[dict], protos: list[str], names: list[str]) -> dict:
                        "cpu_us_range": (min(cpu), max(cpu))}
         for n, rs in pick.items():
             per_round = [r["rps"] / b["rps"] for r, b in zip(pick["rendered"], rs)]
+            cpu_round = [b["cpu_us_per_request"] / r["cpu_us_per_request"] for r, b in zip(pick["rendered"], rs)]
             rows[n]["rendered_rps_ratio"] = rows["rendered"]["rps"] / rows[n]["rps"]
             rows[n]["rendered_rps_ratio_per_round"] = med(per_round)
+            rows[n]["rendered_rps_ratio_quartiles"] = _quartiles(per_round)
             rows[n]["rendered_cpu_ratio"] = rows[n]["cpu_us"] / rows["rendered"]["cpu_us"]
+            rows[n]["rendered_cpu_ratio_per_round"] = med(cpu_round)
+            rows[n]["rendered_cpu_ratio_quartiles"] = _quartiles(cpu_round)
         out[proto] = rows
     return out
 
 
 def markdown(summary: dict) -> str:
-    head = ("| protocol | config | req/s: median (min–max) | proxy CPU per request: median (min–max) | "
-            "rendered / this, req/s: of medians (median per round) | rendered / this, by CPU per request |")
+    head = ("| protocol | config | req/s: median (min–max) | proxy CPU µs per request: median (min–max) | "
+            "rendered / this, req/s: median of per-round ratios [quartiles]; ratio of medians | "
+            "rendered / this, by CPU per request: median of per-round ratios [quartiles] |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for proto, rows in summary.items():
         for n, r in rows.items():
+            rq, cq = r["rendered_rps_ratio_quartiles"], r["rendered_cpu_ratio_quartiles"]
             lines.append(f"| {proto.upper()} | {n} | {r['rps']:.0f} ({r['rps_range'][0]:.0f}–{r['rps_range'][1]:.0f}) | "
-                         f"{r['cpu_us']:.0f} µs ({r['cpu_us_range'][0]:.0f}–{r['cpu_us_range'][1]:.0f}) | "
-                         f"{r['rendered_rps_ratio']:.3f} ({r['rendered_rps_ratio_per_round']:.3f}) | "
-                         f"{r['rendered_cpu_ratio']:.3f} |")
+                         f"{r['cpu_us']:.0f} ({r['cpu_us_range'][0]:.0f}–{r['cpu_us_range'][1]:.0f}) | "
+                         f"{r['rendered_rps_ratio_per_round']:.3f} [{rq[0]:.2f}–{rq[1]:.2f}]; "
+                         f"{r['rendered_rps_ratio']:.3f} | "
+                         f"{r['rendered_cpu_ratio_per_round']:.3f} [{cq[0]:.2f}–{cq[1]:.2f}] |")
     return "\n".join(lines)
 
 
@@ -340,14 +358,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
-    ap.add_argument("--connections", type=int, default=16, help="wrk connections (keep-alive)")
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections (keep-alive)")
     ap.add_argument("--proxy-cpu", default="0", help="the core of the proxy under test")
     ap.add_argument("--load-cpu", default="1", help="the core of wrk and the backend")
     ap.add_argument("--ablate", action="store_true", help="HTTP only: the rendered bootstrap minus one setting at a time")
     out = ap.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print everything as JSON")
     out.add_argument("--markdown", action="store_true", help="print the table rows for docs/benchmarks.md")
+    ap.add_argument("--from-json", metavar="PATH", help="print the summary of an earlier --json output (no runs)")
     a = ap.parse_args(argv)
+    if a.from_json:
+        result = json.loads(Path(a.from_json).read_text())
+        protos = list(dict.fromkeys(r["proto"] for r in result["runs"]))
+        result["summary"] = summarize(result["runs"], protos, result["configs"])
+        print(json.dumps(result, indent=1) if a.json else markdown(result["summary"]))
+        return 0
     if not 1 <= a.duration <= 120 or not 1 <= a.rounds <= 50:
         ap.error("--duration 1..120 s, --rounds 1..50")
     for tool in ("wrk", "taskset", "unshare"):
