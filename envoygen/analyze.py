@@ -21,13 +21,6 @@ from .resolve.registry import ServiceInfo, rule_for
 from .resolve.workload_entries import workload_entry_yaml
 from .workloads import Workload
 
-try:
-    import re2 as _re2
-
-    _RE2_OPTS = _re2.Options()
-    _RE2_OPTS.log_errors = False
-except ImportError:  # pragma: no cover - google-re2 is a dependency
-    _re2 = None
 
 HTTP = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 KNOWN_PROTOCOLS = HTTP | {"HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"}
@@ -40,11 +33,24 @@ def _p(*parts: Any) -> str:
     return out
 
 
+_RE2: list[Any] = []  # [module, options] once imported (only inputs with a regex need RE2)
+
+
 def re2_error(pattern: str) -> str | None:
-    if _re2 is None:
+    if not _RE2:
+        try:
+            import re2
+        except ImportError:  # pragma: no cover - google-re2 is a dependency
+            _RE2.extend((None, None))
+        else:
+            opts = re2.Options()
+            opts.log_errors = False
+            _RE2.extend((re2, opts))
+    re2, opts = _RE2
+    if re2 is None:
         return None
     try:
-        _re2.compile(pattern, _RE2_OPTS)
+        re2.compile(pattern, opts)
     except Exception as exc:  # re2.error carries bytes
         msg = exc.args[0] if exc.args else exc
         return msg.decode() if isinstance(msg, bytes) else str(msg)
@@ -113,8 +119,36 @@ def _bound_gateways(vs: Res[VirtualService], gateways: dict[str, Res[Gateway]]) 
     return [gateways[r] for r in (gateway_ref(g, vs.namespace) for g in vs.obj.spec.gateways) if r in gateways]
 
 
+class _Emitted:
+    """Passes findings on and notes whether there was one."""
+
+    def __init__(self, f: Findings) -> None:
+        self.f, self.any = f, False
+
+    def error(self, *args: Any, **kw: Any) -> None:
+        self.any = True
+        self.f.error(*args, **kw)
+
+
 def _check_destination(f: Findings, vs: Res[VirtualService], d: Destination, registry: dict[str, ServiceInfo],
-                       rules: dict, server_ports: set[int], path: tuple[Any, ...]) -> None:
+                       rules: dict, server_ports: set[int], path: tuple[Any, ...], clean: set | None = None) -> None:
+    """Check one destination.  ``clean``: the destinations (host as written, namespace, port,
+    subset, server ports) already checked without a finding in this run: the same checks
+    on the same registry and rules would find nothing again."""
+    if clean is None:
+        _check_destination_now(f, vs, d, registry, rules, server_ports, path)
+        return
+    key = (d.host, vs.namespace, d.port.number if d.port is not None else None, d.subset, frozenset(server_ports))
+    if key in clean:
+        return
+    probe = _Emitted(f)
+    _check_destination_now(probe, vs, d, registry, rules, server_ports, path)  # type: ignore[arg-type]
+    if not probe.any:
+        clean.add(key)
+
+
+def _check_destination_now(f: Findings, vs: Res[VirtualService], d: Destination, registry: dict[str, ServiceInfo],
+                           rules: dict, server_ports: set[int], path: tuple[Any, ...]) -> None:
     host = fqdn(d.host, vs.namespace)
     svc = registry.get(host)
     where = _p(*path)
@@ -180,6 +214,7 @@ def _server_index(gw: Res[Gateway], i: int, namespace: str, cache: dict) -> Host
 
 def check_virtual_services(resources: Resources, workloads: list[Workload], views: list[View], f: Findings) -> None:
     index_cache: dict = {}
+    clean: set = set()  # destinations checked without a finding (see _check_destination)
     gateways = {g.key: g for g in resources.gateways}
     # destinations are checked against what the first workload sees (its findings are the resolve stage's)
     if views:
@@ -212,9 +247,9 @@ def check_virtual_services(resources: Resources, workloads: list[Workload], view
         if not spec.hosts:
             f.error(vs.file, vs.line("spec"), "EG0103", f"VirtualService {vs.key}: spec.hosts is required", "spec.hosts")
         for i, http in enumerate(spec.http):
-            _check_http_route(f, vs, i, http, registry, rules, server_ports, gateways)
+            _check_http_route(f, vs, i, http, registry, rules, server_ports, gateways, clean)
         _check_unreachable(f, vs)
-        _check_l4_routes(f, vs, registry, rules, server_ports)
+        _check_l4_routes(f, vs, registry, rules, server_ports, clean)
 
 
 def _check_gateway_refs(f: Findings, vs: Res[VirtualService], refs: list[tuple[int, str]],
@@ -237,7 +272,7 @@ def _check_gateway_refs(f: Findings, vs: Res[VirtualService], refs: list[tuple[i
 
 
 def _check_http_route(f: Findings, vs: Res[VirtualService], i: int, http: Any, registry: dict[str, ServiceInfo],
-                      rules: dict, server_ports: set[int], gateways: dict[str, Res[Gateway]]) -> None:
+                      rules: dict, server_ports: set[int], gateways: dict[str, Res[Gateway]], clean: set | None = None) -> None:
     base = ("spec", "http", i)
     if not http.route and http.redirect is None and http.direct_response is None:
         f.error(vs.file, vs.line(*base), "EG0103",
@@ -247,17 +282,18 @@ def _check_http_route(f: Findings, vs: Res[VirtualService], i: int, http: Any, r
                 f"VirtualService {vs.key}: http[{i}] has several destinations and all weights are 0", _p(*base, "route"))
     if http.redirect is None and http.direct_response is None:
         for j, d in enumerate(http.route):
-            _check_destination(f, vs, d.destination, registry, rules, server_ports, (*base, "route", j, "destination"))
+            _check_destination(f, vs, d.destination, registry, rules, server_ports, (*base, "route", j, "destination"), clean)
     if http.mirror is not None:
-        _check_destination(f, vs, http.mirror, registry, rules, server_ports, (*base, "mirror"))
+        _check_destination(f, vs, http.mirror, registry, rules, server_ports, (*base, "mirror"), clean)
     for j, m in enumerate(http.mirrors):
-        _check_destination(f, vs, m.destination, registry, rules, server_ports, (*base, "mirrors", j, "destination"))
+        _check_destination(f, vs, m.destination, registry, rules, server_ports, (*base, "mirrors", j, "destination"), clean)
     for j, m in enumerate(http.match):
         mp = (*base, "match", j)
         for key in ("uri", "scheme", "method", "authority"):
-            _check_regex(f, vs, getattr(m, key), *mp, key)
-        for group in ("headers", "query_params", "without_headers"):
-            alias = {"query_params": "queryParams", "without_headers": "withoutHeaders"}.get(group, group)
+            sm = getattr(m, key)
+            if sm is not None and sm.regex is not None:
+                _check_regex(f, vs, sm, *mp, key)
+        for group, alias in (("headers", "headers"), ("query_params", "queryParams"), ("without_headers", "withoutHeaders")):
             for k, sm in getattr(m, group).items():
                 _check_regex(f, vs, sm, *mp, alias, k)
         for gi, g in enumerate(m.gateways):
@@ -279,14 +315,14 @@ def _check_http_route(f: Findings, vs: Res[VirtualService], i: int, http: Any, r
 
 
 def _check_l4_routes(f: Findings, vs: Res[VirtualService], registry: dict[str, ServiceInfo], rules: dict,
-                     server_ports: set[int]) -> None:
+                     server_ports: set[int], clean: set | None = None) -> None:
     spec = vs.obj.spec
     for i, tcp in enumerate(spec.tcp):
         if not tcp.route:
             f.error(vs.file, vs.line("spec", "tcp", i), "EG0103", f"VirtualService {vs.key}: tcp[{i}] needs a route",
                     _p("spec", "tcp", i, "route"))
         for j, d in enumerate(tcp.route):
-            _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tcp", i, "route", j, "destination"))
+            _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tcp", i, "route", j, "destination"), clean)
     for i, tls in enumerate(spec.tls):
         if not tls.route:
             f.error(vs.file, vs.line("spec", "tls", i), "EG0103", f"VirtualService {vs.key}: tls[{i}] needs a route",
@@ -298,7 +334,7 @@ def _check_l4_routes(f: Findings, vs: Res[VirtualService], registry: dict[str, S
                             f"VirtualService {vs.key}: sniHost {sni} is not one of the VirtualService hosts",
                             _p("spec", "tls", i, "match", j, "sniHosts", k))
         for j, d in enumerate(tls.route):
-            _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tls", i, "route", j, "destination"))
+            _check_destination(f, vs, d.destination, registry, rules, server_ports, ("spec", "tls", i, "route", j, "destination"), clean)
 
 
 _HEADER_NAME = re.compile(r"^[0-9A-Za-z!#$%&'*+\-.^_|~`]+$")
@@ -346,10 +382,19 @@ def _check_headers(f: Findings, vs: Res[VirtualService], headers: Any, base: tup
                                 f"VirtualService {vs.key}: value of header {k!r} {why}", _p(*path))
 
 
+def _matches_everything(m: Any) -> bool:
+    """is_catch_all(route_match(m)), without building the match when its uri already says
+    no (an exact uri, or a prefix other than '/': route_match keeps that path)."""
+    uri = m.uri
+    if uri is not None and (uri.exact is not None or (uri.prefix is not None and uri.prefix != "/")):
+        return False
+    return is_catch_all(route_match(m))
+
+
 def _check_unreachable(f: Findings, vs: Res[VirtualService]) -> None:
     for i, http in enumerate(vs.obj.spec.http):
         catch_all = not http.match or any(
-            is_catch_all(route_match(m)) and m.port is None and not m.gateways and not m.source_labels
+            _matches_everything(m) and m.port is None and not m.gateways and not m.source_labels
             and not m.source_namespace for m in http.match)
         if catch_all and i + 1 < len(vs.obj.spec.http):
             f.warning(vs.file, vs.line("spec", "http", i + 1), "EG0207",

@@ -31,6 +31,7 @@ class Context:
     options: Options
     findings: Findings
     secrets: dict[str, ir.Secret] = field(default_factory=dict)  # by SDS name
+    hash_policies: dict[tuple[str, int, str, int], tuple[ir.HashPolicy, ...]] = field(default_factory=dict)  # http._hash_policies_of
 
     @cached_property
     def hardening(self) -> Hardening:

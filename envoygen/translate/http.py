@@ -52,10 +52,13 @@ class ServerScope:
 
 # ------------------------------------------------------------------ matches
 # ------------------------------------------------------------------ actions
+_NO_HEADER_OPS = ir.HeaderOps()  # immutable: shared by every route without header operations
+
+
 def header_ops(h: Headers | None) -> tuple[ir.HeaderOps, str | None]:
     """translateAppendHeaders: (operations, host rewrite from :authority/host)."""
     if h is None:
-        return ir.HeaderOps(), None
+        return _NO_HEADER_OPS, None
     host_rewrite = None
     req_add: list[ir.HeaderValue] = []
     resp_add: list[ir.HeaderValue] = []
@@ -216,7 +219,7 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
         host = fqdn(dst.destination.host, vs.namespace)
         port = destination_port(dst.destination, host, registry, scope.port)
         subset = dst.destination.subset or ""
-        hashes.add(hash_policies(effective_policy(rule_for(host, rules), port, subset)))
+        hashes.add(_hash_policies_of(ctx, host, port, subset, rules))
         dh, dhost = header_ops(dst.headers)
         name = names.cluster(port, subset, host)
         if single:
@@ -254,6 +257,8 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
         hash_policies=hash_policy,
         mirrors=tuple(mirrors),
     )
+    if extra_headers.empty():
+        return action, route_headers  # header_ops' lists are sorted and unique already
     merged = ir.HeaderOps(
         tuple(sorted(route_headers.request_add + extra_headers.request_add, key=lambda v: v.key)),
         tuple(sorted(set(route_headers.request_remove + extra_headers.request_remove))),
@@ -261,6 +266,15 @@ def _route_action(ctx: Context, http: HTTPRoute, vs: Res[VirtualService], scope:
         tuple(sorted(set(route_headers.response_remove + extra_headers.response_remove))),
     )
     return action, merged
+
+
+def _hash_policies_of(ctx: Context, host: str, port: int, subset: str, rules: dict[str, MergedRule]) -> tuple[ir.HashPolicy, ...]:
+    """The hash policies of a destination's cluster, once per (host, port, subset) and translation."""
+    key = (host, port, subset, id(rules))
+    memo = ctx.hash_policies
+    if key not in memo:
+        memo[key] = hash_policies(effective_policy(rule_for(host, rules), port, subset))
+    return memo[key]
 
 
 def _source_match(m: HTTPMatchRequest, gateway: str, vs_ns: str, ctx: Context) -> bool:
@@ -284,11 +298,12 @@ def translate_route(ctx: Context, http: HTTPRoute, match: HTTPMatchRequest | Non
     name = http.name or ""
     if match is not None and match.name:
         name = f"{name}.{match.name}"
-    headers, _ = header_ops(http.headers)
     action: ir.RouteAction | ir.Redirect | ir.DirectResponse
     if http.redirect is not None:
+        headers, _ = header_ops(http.headers)
         action = redirect_action(http.redirect, scope)
     elif http.direct_response is not None:
+        headers, _ = header_ops(http.headers)
         body = http.direct_response.body
         action = ir.DirectResponse(http.direct_response.status,
                                    body.string if body is not None else None,
