@@ -146,10 +146,20 @@ class _Tokens:
         return text
 
 
+_COMMA = (",", "")  # indexed by "the collection is still empty"
+
+
 def to_json(text: str) -> str:
     """The single document ``text`` as compact JSON text (keys in the order written), with
     the values PyYAML's safe loader would build, or NotSubset.  No Python value is built:
     quoted scalars are already JSON, and each line adds its piece of text."""
+    if "\t" in text:
+        raise NotSubset("a tab")  # the templates write none (|j escapes them); YAML may mean indentation
+    return _walk(text)
+
+
+def _walk(text: str) -> str:
+    """to_json's line walk (one pass, a stack of the open collections)."""
     out: list[str] = []
     w = out.append
     tokens = _Tokens()
@@ -158,8 +168,6 @@ def to_json(text: str) -> str:
     stack: list[list[Any]] = []
     pending = -1  # column of a "key:" whose value (a block collection) starts on the next line
     started = False
-    if "\t" in text:
-        raise NotSubset("a tab")  # the templates write none (|j escapes them); YAML may mean indentation
     for line in text.split("\n"):
         s = line.lstrip(" ")
         if not s or s[0] == "#":
@@ -195,10 +203,8 @@ def to_json(text: str) -> str:
                 col += 2
                 if not s or s[0] == " ":
                     raise NotSubset(line)
-                if top[3]:
-                    top[3] = False
-                else:
-                    w(",")
+                w(_COMMA[top[3]])
+                top[3] = False
                 dash = s[:2] == "- " or s == "-"
                 if not dash and _KEY.match(s) is None:
                     w(tokens.value(s))
@@ -218,10 +224,8 @@ def to_json(text: str) -> str:
             if k in top[2] or v == "":
                 raise NotSubset(line)  # a duplicate key: PyYAML keeps the last, Envoy may refuse
             top[2].add(k)
-            if top[3]:
-                top[3] = False
-            else:
-                w(",")
+            w(_COMMA[top[3]])
+            top[3] = False
             w(k)
             if v is None:
                 pending = col
