@@ -162,49 +162,51 @@ class _Builder:
                 continue
             self._count()
 
-    def inline(self, ev: Any) -> Any:
-        """The value of a plain or quoted scalar without tag or anchor whose value is known
-        (the common case, without a call to ``node``), else ``_NO_KEY``."""
-        if type(ev) is not _Scalar or ev.tag is not None or ev.anchor is not None:
-            return _NO_KEY
-        if ev.implicit[0]:
-            value = self.plain.get(ev.value, _NO_KEY)
-        else:
-            value = ev.value
-        if value is not _NO_KEY:
-            self.nodes += 1
-            if self.nodes > MAX_NODES_PER_FILE:
-                raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
-        return value
-
+    # sequence() and mapping() read a plain or quoted scalar without tag or anchor whose value is
+    # known (the common case: quoted text, or plain text seen before) in place, without a call.
     def sequence(self, path: Path_, depth: int, line: int) -> list[Any]:
         out: list[Any] = []
-        get, positions, node, inline = self.get, self.positions, self.node, self.inline
+        get, positions, node, plain = self.get, self.positions, self.node, self.plain
         depth += 1
         i = -1
         while True:
             ev = get()
-            if type(ev) is _SeqEnd:
+            cls = type(ev)
+            if cls is _SeqEnd:
                 return out
             i += 1
             at = ev.start_mark.line + 1
             if at != line:  # on the line already known for ``path``: line_of finds it without an entry
                 positions[path + (i,)] = at
-            value = inline(ev)
-            out.append(node(ev, path + (i,), depth, at) if value is _NO_KEY else value)
+            if cls is _Scalar and ev.tag is None and ev.anchor is None:
+                value = plain.get(ev.value, _NO_KEY) if ev.implicit[0] else ev.value
+                if value is not _NO_KEY:
+                    self.nodes += 1
+                    if self.nodes > MAX_NODES_PER_FILE:
+                        raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+                    out.append(value)
+                    continue
+            out.append(node(ev, path + (i,), depth, at))
 
     def mapping(self, path: Path_, depth: int, line: int) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
-        get, positions, node, inline = self.get, self.positions, self.node, self.inline
+        get, positions, node, plain = self.get, self.positions, self.node, self.plain
         depth += 1
         while True:
             kev = get()
-            if type(kev) is _MapEnd:
+            cls = type(kev)
+            if cls is _MapEnd:
                 return result
             at = kev.start_mark.line + 1
-            key = inline(kev)
+            key = _NO_KEY
+            if cls is _Scalar and kev.tag is None and kev.anchor is None:
+                key = plain.get(kev.value, _NO_KEY) if kev.implicit[0] else kev.value
             if key is _NO_KEY:
                 key = self.key(kev, path, depth, at)
+            else:
+                self.nodes += 1
+                if self.nodes > MAX_NODES_PER_FILE:
+                    raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
             vev = get()
             if key is _NO_KEY:
                 self.skip(vev, depth)
@@ -213,11 +215,17 @@ class _Builder:
                 self.problems.append((at, f"duplicate key {key!r} in the same mapping", _fmt(path + (key,))))
                 self.skip(vev, depth)
                 continue
-            p = path + (key,)
             if at != line:
-                positions[p] = at
-            value = inline(vev)
-            result[key] = node(vev, p, depth, at) if value is _NO_KEY else value
+                positions[path + (key,)] = at
+            if type(vev) is _Scalar and vev.tag is None and vev.anchor is None:
+                value = plain.get(vev.value, _NO_KEY) if vev.implicit[0] else vev.value
+                if value is not _NO_KEY:
+                    self.nodes += 1
+                    if self.nodes > MAX_NODES_PER_FILE:
+                        raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+                    result[key] = value
+                    continue
+            result[key] = node(vev, path + (key,), depth, at)
 
     def key(self, kev: Any, path: Path_, depth: int, line: int) -> Any:
         cls = type(kev)

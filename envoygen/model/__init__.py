@@ -11,7 +11,7 @@ import base64
 import binascii
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,20 +21,39 @@ from .checks import field_findings
 from .core import Secret, Service
 from .networking import (API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService,
                          WorkloadEntryResource)
-from .envoyfilter import EnvoyFilter
 from .operator import IstioOperator
-from .security import SECURITY_GROUP, SECURITY_VERSIONS, AuthorizationPolicy, RequestAuthentication
-from .telemetry import TELEMETRY_GROUP, TELEMETRY_VERSIONS, Telemetry
+
+if TYPE_CHECKING:
+    from .envoyfilter import EnvoyFilter
+    from .security import AuthorizationPolicy, RequestAuthentication
+    from .telemetry import Telemetry
 
 T = TypeVar("T")
 
-_SECURITY: dict[str, type[BaseModel]] = {"AuthorizationPolicy": AuthorizationPolicy,
-                                          "RequestAuthentication": RequestAuthentication}
-_POLICY_GROUPS: dict[str, tuple[tuple[str, ...], dict[str, type[BaseModel]]]] = {
-    SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY), TELEMETRY_GROUP: (TELEMETRY_VERSIONS, {"Telemetry": Telemetry})}
+SECURITY_GROUP, SECURITY_VERSIONS = "security.istio.io", ("v1", "v1beta1")
+TELEMETRY_GROUP, TELEMETRY_VERSIONS = "telemetry.istio.io", ("v1", "v1alpha1")
 
-_NETWORKING = {"Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
-               "ServiceEntry": ServiceEntry, "EnvoyFilter": EnvoyFilter, "WorkloadEntry": WorkloadEntryResource}
+# The policy kinds' models (None here) are imported by _policy_model when a document of theirs appears.
+_POLICY_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    SECURITY_GROUP: (SECURITY_VERSIONS, ("AuthorizationPolicy", "RequestAuthentication")),
+    TELEMETRY_GROUP: (TELEMETRY_VERSIONS, ("Telemetry",))}
+
+_NETWORKING: dict[str, type[BaseModel] | None] = {
+    "Gateway": Gateway, "VirtualService": VirtualService, "DestinationRule": DestinationRule,
+    "ServiceEntry": ServiceEntry, "EnvoyFilter": None, "WorkloadEntry": WorkloadEntryResource}
+
+
+def _policy_model(kind: str) -> type[BaseModel]:
+    """The model of EnvoyFilter, Telemetry, AuthorizationPolicy or RequestAuthentication, imported on
+    first use: an input without them does not pay for building their classes."""
+    if kind == "EnvoyFilter":
+        from .envoyfilter import EnvoyFilter
+        return EnvoyFilter
+    if kind == "Telemetry":
+        from .telemetry import Telemetry
+        return Telemetry
+    from .security import AuthorizationPolicy, RequestAuthentication
+    return AuthorizationPolicy if kind == "AuthorizationPolicy" else RequestAuthentication
 
 # Kinds whose presence would change what the gateway does, but which envoygen
 # does not compile: refusing them is better than a gateway that behaves
@@ -268,18 +287,18 @@ def _model_for(doc: Document, api_version: str, kind: str, label: str, findings:
             findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
                            + ", ".join(f"{API_GROUP}/{v}" for v in API_VERSIONS), "apiVersion")
             return None
-        return _NETWORKING[kind]
+        return _NETWORKING[kind] or _policy_model(kind)
     elif api_version == "v1" and kind in ("Service", "Secret"):
         return Service if kind == "Service" else Secret
     elif kind == "IstioOperator" and group == "install.istio.io":
         return IstioOperator
     elif group in _POLICY_GROUPS and kind in _POLICY_GROUPS[group][1]:
-        versions, kinds = _POLICY_GROUPS[group]
+        versions = _POLICY_GROUPS[group][0]
         if version not in versions:
             findings.error(doc.file, doc.line, "EG0006", f"{label}: apiVersion {api_version} is not one of "
                            + ", ".join(f"{group}/{v}" for v in versions), "apiVersion")
             return None
-        return kinds[kind]
+        return _policy_model(kind)
     elif _unknown_istio_kind(group, kind):
         findings.error(doc.file, doc.line, "EG0007", f"{label}: {_unknown_istio_kind(group, kind)}", "kind")
         return None

@@ -15,9 +15,6 @@ from pydantic import AfterValidator, Field, model_validator
 
 from .base import Metadata, NonEmptyStr, Strict, unsupported
 
-SECURITY_GROUP = "security.istio.io"
-SECURITY_VERSIONS = ("v1", "v1beta1")
-
 
 def _cidr(value: str) -> str:
     try:

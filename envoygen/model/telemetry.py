@@ -9,9 +9,6 @@ from pydantic import Field
 from .base import Metadata, NonEmptyStr, Strict, unsupported
 from .security import TargetRef, WorkloadSelector
 
-TELEMETRY_GROUP = "telemetry.istio.io"
-TELEMETRY_VERSIONS = ("v1", "v1alpha1")
-
 
 class ProviderRef(Strict):
     name: NonEmptyStr

@@ -16,12 +16,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from ipaddress import ip_network
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import ir
 from ..diagnostics import Findings
 from ..model import Res
-from ..model.security import AuthorizationPolicy, Rule
+
+if TYPE_CHECKING:  # annotations only: model.security is imported when such a policy is read
+    from ..model.security import AuthorizationPolicy, Rule
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"
