@@ -37,6 +37,9 @@ def route_match(m: HTTPMatchRequest | None) -> ir.RouteMatch:
             kind, path = "prefix", m.uri.prefix
         elif m.uri.regex is not None:
             kind, path = "safe_regex", m.uri.regex
+    if not (m.headers or m.without_headers or m.query_params) and m.method is None and m.authority is None \
+            and m.scheme is None:
+        return ir.RouteMatch(kind, path, not m.ignore_uri_case)  # type: ignore[arg-type]  # the common case
     headers = [header_match(k, v) for k, v in m.headers.items()]
     headers += [header_match(k, v, invert=True) for k, v in m.without_headers.items()]
     for pseudo, sm in ((":method", m.method), (":authority", m.authority), (":scheme", m.scheme)):

@@ -7,10 +7,7 @@ from dataclasses import replace
 from .. import ir, names
 from ..diagnostics import Findings
 from ..resolve import View
-from .authn import attach_jwt, build_jwt
-from .authz import attach_rbac
 from .clusters import build_cluster
-from .envoyfilter import build_patches
 from .telemetry import telemetry_access_log
 from .context import Context, Options
 from .gateway import build_listeners
@@ -65,8 +62,21 @@ def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
     ctx = Context(view, options, findings)
     registry, rules = view.registry, view.rules
     log = access_log(ctx)
-    listeners = attach_rbac(build_listeners(ctx, registry, rules, log), view.authorization_policies, findings)
-    listeners = attach_jwt(listeners, build_jwt(view.request_authentications, view.jwks))
+    listeners = build_listeners(ctx, registry, rules, log)
+    # the policy translators are imported only for inputs that have such policies (without, they change nothing)
+    if view.authorization_policies:
+        from .authz import attach_rbac
+
+        listeners = attach_rbac(listeners, view.authorization_policies, findings)
+    if view.request_authentications:
+        from .authn import attach_jwt, build_jwt
+
+        listeners = attach_jwt(listeners, build_jwt(view.request_authentications, view.jwks))
+    patches: tuple[ir.ConfigPatch, ...] = ()
+    if view.envoy_filters:
+        from .envoyfilter import build_patches
+
+        patches = build_patches(view.envoy_filters)
     clusters: list[ir.Cluster] = []
     for host in sorted(registry):
         svc = registry[host]
@@ -91,7 +101,7 @@ def translate(view: View, options: Options, findings: Findings) -> ir.Bootstrap:
         workload=workload.name,
         namespace=workload.namespace,
         bound_ports=tuple(bound),
-        patches=build_patches(view.envoy_filters),
+        patches=patches,
         overload=ctx.hardening.overload,
     )
 

@@ -94,12 +94,16 @@ def header_ops(h: Headers | None) -> tuple[ir.HeaderOps, str | None]:
     ), host_rewrite
 
 
+# Istio's default retry policy (immutable, shared by every route that has no other), by "a hash policy is set"
+_ISTIO_DEFAULT_RETRY = {hashed: ir.RetryPolicy(DEFAULT_RETRY_ON, 2, previous_hosts=not hashed) for hashed in (False, True)}
+
+
 def retry_policy(r: HTTPRetry | MeshRetryPolicy | None, default: MeshRetryPolicy | None, hashed: bool) -> ir.RetryPolicy | None:
     """retry.ConvertPolicy."""
     if r is None:
         if default is not None:
             return retry_policy(default, None, hashed)
-        return ir.RetryPolicy(DEFAULT_RETRY_ON, 2, previous_hosts=not hashed)
+        return _ISTIO_DEFAULT_RETRY[hashed]
     if r.attempts == 0:
         return None
     retry_on = DEFAULT_RETRY_ON
