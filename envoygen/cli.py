@@ -127,7 +127,9 @@ ONE_SHOT_COMMANDS = frozenset({"render", "validate", "ir", "build", "proxy-confi
 # below): the model, IR and output of a big render take ~0.2 s of CPU to tear down, and
 # the OS takes the memory back at once.  Not `build` (the Docker SDK's clean-up runs at exit).
 EXIT_AT_ONCE_COMMANDS = frozenset({"render", "validate", "ir", "proxy-config"})
-_exit_at_once = False
+_exit_at_once = False  # set for those commands when main() is the process entry (never for in-process callers)
+_main_runs = False
+_kept: list[Any] = []  # a command's results, left for the exit instead of being freed one object at a time
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -147,7 +149,7 @@ def cli(ctx: click.Context) -> None:
         gc.freeze()  # what is imported so far is never scanned again
         gc.disable()
     global _exit_at_once
-    _exit_at_once = ctx.invoked_subcommand in EXIT_AT_ONCE_COMMANDS
+    _exit_at_once = _main_runs and ctx.invoked_subcommand in EXIT_AT_ONCE_COMMANDS
 
 
 @cli.command()
@@ -160,6 +162,8 @@ def render(out: Path, quiet: bool, **kw: Any) -> None:
     from .pipeline import render_to
 
     compiled = render_to(_request(kw), out, sys.stdin.buffer)
+    if _exit_at_once:
+        _kept.append(compiled)
     _print_findings(compiled.findings, quiet)
     for b in compiled.bundles if not quiet else ():
         where = out if compiled.single else out / b.workload.name
@@ -423,6 +427,8 @@ def completion(shell: str, quiet: bool) -> None:
 
 def main() -> None:
     """The process entry point (``envoygen``, ``python -m envoygen``); never called by tests in-process."""
+    global _main_runs
+    _main_runs = True
     try:
         cli.main(prog_name="envoygen", standalone_mode=True)
     except RecursionError:
@@ -436,12 +442,13 @@ def main() -> None:
 
 def _exit_without_teardown(code: int) -> None:
     """Flush and end the process now, without the interpreter's teardown (EXIT_AT_ONCE_COMMANDS);
-    the normal exit when a flush fails (Python reports a closed pipe) or another thread runs."""
+    the normal exit when a flush fails (Python reports a closed pipe), another thread runs, or a
+    profiler or tracer (``python -m cProfile``, coverage) waits to write its results at exit."""
     import os
     import threading
 
     try:
-        if threading.active_count() == 1:
+        if threading.active_count() == 1 and sys.getprofile() is None and sys.gettrace() is None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
