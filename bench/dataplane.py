@@ -1,7 +1,8 @@
 """Data plane (issue 14): requests/s through the rendered gateway against hand-written Envoy configs.
 
     .venv/bin/python bench/dataplane.py [--rounds 5] [--duration 10] [--threads 1] [--connections 64]
-                                        [--proxy-cpu 0] [--load-cpu 1] [--ablate] [--json] [--markdown]
+                                        [--proxy-cpu 0] [--load-cpu 1] [--ablate [--variants V,...]]
+                                        [--json | --markdown] [--from-json PATH]
 
 One host, ``webapp.istioinaction.io``: a Gateway with an HTTP server (80) and an
 HTTPS SIMPLE server (443, a throw-away EC P-256 certificate from
@@ -32,8 +33,10 @@ an ``x-request-id`` and the right ``x-forwarded-proto``, an unknown Host gets
 404, HTTPS answers for the server's SNI only.
 
 Every round runs wrk (``/usr/bin/wrk``, fixed threads, connections, duration,
-HTTP/1.1 keep-alive) once per (protocol, config), in an order rotated every
-round. The proxy under test is pinned to ``--proxy-cpu``; wrk and the backend
+HTTP/1.1 keep-alive) in pairs: for each protocol, every other config right next
+to ``rendered`` (alternately before and after it), the configs' order rotated
+every round (the machine is shared: a pair's two runs see nearly the same
+neighbours). The proxy under test is pinned to ``--proxy-cpu``; wrk and the backend
 share ``--load-cpu``. A run fails loudly on any non-2xx/3xx response or socket
 error reported by wrk, and unless the backend answered at least as many
 requests as wrk counted (so every counted response came from the backend).
@@ -41,8 +44,9 @@ HTTPS needs the SNI ``webapp.istioinaction.io``, which wrk takes from the URL's
 host: wrk runs under ``unshare --mount`` with a private /etc/hosts mapping that
 name to 127.0.0.1 (so this needs root; everything listens on 127.0.0.1).
 
-Printed: medians of requests/s over the rounds, ratios rendered/minimal and
-rendered/istio (ratio of the medians, and the median of the per-round ratios).
+Printed: medians of requests/s and of the proxy's CPU time per request (user +
+system, /proc/PID/stat), and rendered against each config: the median (and
+quartiles) of the paired ratios, by requests/s and by CPU per request.
 """
 
 from __future__ import annotations
@@ -208,18 +212,23 @@ def one_run(name: str, proxy: dict, proto: str, backend: Envoy, a: argparse.Name
 
 
 def measure(proxies: dict, backend: Envoy, protos: list[str], a: argparse.Namespace, hosts_file: Path) -> list[dict]:
-    """Interleaved rounds; the order of the proxies rotates every round. One 1-second warm-up run each first."""
-    names = list(proxies)
+    """Rounds of pairs: every other config is measured right next to ``rendered`` (alternately before and after
+    it), the order of the configs rotating every round. One 1-second warm-up run of each proxy first."""
     warm = argparse.Namespace(**{**vars(a), "duration": 1})
-    runs = []
-    for rnd in range(-1, a.rounds):  # round -1 warms every proxy up and is not recorded
-        order = names[rnd % len(names):] + names[:rnd % len(names)] if rnd >= 0 else names
+    for proto in protos:
+        for name, proxy in proxies.items():
+            one_run(name, proxy, proto, backend, warm, hosts_file)
+    others = [n for n in proxies if n != "rendered"]
+    runs: list[dict] = []
+    for rnd in range(a.rounds):
+        order = others[rnd % len(others):] + others[:rnd % len(others)]
         for proto in protos:
-            for name in order:
-                r = one_run(name, proxies[name], proto, backend, a if rnd >= 0 else warm, hosts_file)
-                if rnd >= 0:
-                    runs.append({"round": rnd, "proto": proto, "config": name, **r})
-                    print(f"round {rnd + 1}/{a.rounds} {proto} {name}: {r['rps']:.0f} req/s, "
+            for i, name in enumerate(order):
+                pair = len(runs) // 2
+                for n in (("rendered", name) if (rnd + i) % 2 == 0 else (name, "rendered")):
+                    r = one_run(n, proxies[n], proto, backend, a, hosts_file)
+                    runs.append({"round": rnd, "pair": pair, "proto": proto, "config": n, **r})
+                    print(f"round {rnd + 1}/{a.rounds} {proto} {n}: {r['rps']:.0f} req/s, "
                           f"{r['cpu_us_per_request']:.0f} µs proxy CPU per request", file=sys.stderr)
     return runs
 
@@ -233,7 +242,7 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 def summarize(runs: list[dict], protos: list[str], names: list[str]) -> dict:
     """Per protocol and config: median req/s and proxy CPU µs per request (with min–max), and the rendered
-    gateway against each config: req/s ratio (of the medians, and median of the per-round ratios) and CPU ratio
+    gateway against each config: req/s ratio (of the medians, and median of the paired ratios) and CPU ratio
     (this config's CPU per request / the rendered one's: the requests/s ratio a saturated proxy core would give)."""
     med = statistics.median
     out: dict = {}
@@ -244,9 +253,11 @@ def summarize(runs: list[dict], protos: list[str], names: list[str]) -> dict:
             rps, cpu = [r["rps"] for r in rs], [r["cpu_us_per_request"] for r in rs]
             rows[n] = {"rps": med(rps), "rps_range": (min(rps), max(rps)), "cpu_us": med(cpu),
                        "cpu_us_range": (min(cpu), max(cpu))}
+        partner = {r.get("pair", r["round"]): r for r in pick["rendered"]}  # runs before pairs: by round
         for n, rs in pick.items():
-            per_round = [r["rps"] / b["rps"] for r, b in zip(pick["rendered"], rs)]
-            cpu_round = [b["cpu_us_per_request"] / r["cpu_us_per_request"] for r, b in zip(pick["rendered"], rs)]
+            pairs = [(partner[b.get("pair", b["round"])], b) for b in rs] if n != "rendered" else [(b, b) for b in rs]
+            per_round = [r["rps"] / b["rps"] for r, b in pairs]
+            cpu_round = [b["cpu_us_per_request"] / r["cpu_us_per_request"] for r, b in pairs]
             rows[n]["rendered_rps_ratio"] = rows["rendered"]["rps"] / rows[n]["rps"]
             rows[n]["rendered_rps_ratio_per_round"] = med(per_round)
             rows[n]["rendered_rps_ratio_quartiles"] = _quartiles(per_round)
@@ -259,8 +270,8 @@ def summarize(runs: list[dict], protos: list[str], names: list[str]) -> dict:
 
 def markdown(summary: dict) -> str:
     head = ("| protocol | config | req/s: median (min–max) | proxy CPU µs per request: median (min–max) | "
-            "rendered / this, req/s: median of per-round ratios [quartiles]; ratio of medians | "
-            "rendered / this, by CPU per request: median of per-round ratios [quartiles] |")
+            "rendered / this, req/s: median of paired ratios [quartiles]; ratio of medians | "
+            "rendered / this, by CPU per request: median of paired ratios [quartiles] |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for proto, rows in summary.items():
         for n, r in rows.items():
@@ -306,7 +317,7 @@ def start_proxies(a: argparse.Namespace, binary: str, work: Path, backend: int, 
     p = ports()
     configs["rendered"] = (p, render_gateway(work / "rendered", p, backend, work / "creds"), True)
     if a.ablate:
-        for variant in ABLATIONS:
+        for variant in a.variants:
             p = ports()
             rendered = render_gateway(work / variant, p, backend, work / "creds")
             configs[f"rendered-{variant}"] = (p, ablated(rendered, variant, work / f"{variant}.json"), False)
@@ -365,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     out = ap.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print everything as JSON")
     out.add_argument("--markdown", action="store_true", help="print the table rows for docs/benchmarks.md")
+    ap.add_argument("--variants", default=",".join(ABLATIONS),
+                    help=f"with --ablate: a comma-separated subset of {', '.join(ABLATIONS)}")
     ap.add_argument("--from-json", metavar="PATH", help="print the summary of an earlier --json output (no runs)")
     a = ap.parse_args(argv)
     if a.from_json:
@@ -375,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 1 <= a.duration <= 120 or not 1 <= a.rounds <= 50:
         ap.error("--duration 1..120 s, --rounds 1..50")
+    a.variants = [v for v in a.variants.split(",") if v]
+    if unknown := sorted(set(a.variants) - set(ABLATIONS)):
+        ap.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(ABLATIONS)})")
     for tool in ("wrk", "taskset", "unshare"):
         if not shutil.which(tool):
             raise SystemExit(f"dataplane.py needs {tool} on PATH")
@@ -383,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1))
         return 0
     m = result["machine"]
-    print(f"{a.rounds} interleaved rounds × {a.duration} s, medians; wrk -t{a.threads} -c{a.connections} (HTTP/1.1 "
+    print(f"{a.rounds} rounds of paired runs × {a.duration} s, medians; wrk -t{a.threads} -c{a.connections} (HTTP/1.1 "
           f"keep-alive); proxy --concurrency 1 on core {a.proxy_cpu}, wrk + backend on core {a.load_cpu}; "
           f"{m['nproc']} CPUs, load {m['loadavg']:.1f} → {m['loadavg_after']:.1f}; Python {m['python']}; "
           f"Envoy {m['envoy']}; commit {m['commit']}")

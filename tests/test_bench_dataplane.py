@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("wrk", "taskse
                                 reason="needs wrk, taskset and unshare")
 
 
-def test_dataplane_runs_at_its_smallest_setting() -> None:
+def test_dataplane_runs_at_its_smallest_setting(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "dataplane.py"), "--rounds", "1", "--duration", "1",
                         "--connections", "4", "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -37,6 +37,13 @@ def test_dataplane_runs_at_its_smallest_setting() -> None:
             assert ratio == pytest.approx(rows["rendered"]["rps"] / rows[base]["rps"])
             assert rows[base]["rendered_cpu_ratio"] == pytest.approx(rows[base]["cpu_us"] / rows["rendered"]["cpu_us"])
             assert 0.1 < ratio < 10
+    saved = tmp_path / "run.json"  # --from-json reprints the table from a saved run
+    saved.write_text(p.stdout)
+    table = subprocess.run([sys.executable, str(ROOT / "bench" / "dataplane.py"), "--from-json", str(saved)],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert table.returncode == 0, table.stderr
+    assert [line.split(" | ")[1] for line in table.stdout.splitlines()[2:]] == names * 2
+
 
 def test_dataplane_ablation_configs_load() -> None:
     """--ablate: every 'rendered minus one setting' bootstrap is accepted by Envoy and answers 200."""
