@@ -106,6 +106,21 @@ def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = 
     return pad + text if first else text
 
 
+def _route_filters(rc: ir.RouteConfig) -> frozenset[str]:
+    """Which of the optional HTTP filters (``fault``, ``cors``) a route of ``rc`` configures.
+    Envoy's fault filter with an empty config injects nothing (no header-controlled faults)
+    and its CORS filter acts only on a route's or virtual host's policy, so a connection
+    manager whose routes configure neither behaves the same without them."""
+    used = set()
+    for vh in rc.virtual_hosts:
+        for r in vh.routes:
+            if r.fault:
+                used.add("fault")
+            if r.cors:
+                used.add("cors")
+    return frozenset(used)
+
+
 def _duration(seconds: float) -> str:
     text = f"{float(seconds):.9f}".rstrip("0").rstrip(".")
     return f"{text}s"
@@ -176,6 +191,7 @@ class Renderer:
         self.env.filters["dur"] = _duration
         self.env.filters["shared_retry"] = _shared_retry
         self.env.filters["shared_config"] = _shared_config
+        self.env.filters["route_filters"] = _route_filters
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way
         self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)
