@@ -65,6 +65,7 @@ CODES: dict[str, str] = {
     # output / environment
     "EG0401": "Envoy rejected the rendered configuration",
     "EG0402": "template error",
+    "EG0403": "the loaded bootstrap would come near --max-heap",
 }
 
 

@@ -137,6 +137,24 @@ def test_bad_max_heap_is_a_usage_error(tmp_path) -> None:
     assert "max_heap_size_bytes: 3000000000" in (tmp_path / "out" / "envoy.yaml").read_text()
 
 
+def test_bootstrap_too_big_for_the_heap_limit_is_a_warning(tmp_path) -> None:
+    """EG0403: Envoy's heap once a bootstrap is loaded is ~30x its YAML bytes, ~40x its JSON bytes
+    (bench/startup.py at 10,000 hosts); near --max-heap the overload manager would act from the start."""
+    src = tmp_path / "in.yaml"
+    src.write_text(_docs(("app", [8080])))
+    size = None
+    for fmt, limit, warned in (("yaml", "2Gi", False), ("yaml", "100Ki", True), ("json", "100Ki", True),
+                               ("yaml", "0", False)):
+        out = tmp_path / f"out-{fmt}-{limit}"
+        p = run_envoygen(["render", "-f", src, "-o", out, "--max-heap", limit, "--bootstrap-format", fmt])
+        assert p.returncode == 0 and out.is_dir(), p.stderr  # a warning: the bundle is written
+        assert ("EG0403" in p.stderr) == warned, (fmt, limit, p.stderr)
+        if warned:
+            size = (out / f"envoy.{fmt}").stat().st_size
+            assert f"{size / 1e6:.1f} MB bootstrap" in p.stderr and "raise --max-heap" in p.stderr, p.stderr
+    assert size and size * 40 >= 0.8 * 100 * KIB  # the control: this bootstrap is big for 100 KiB
+
+
 def test_large_h2c_upload_and_download_under_both_profiles(backend_factory, gateway_factory, tmp_path) -> None:
     """HTTP/2 flow control with a 32 KiB connection buffer: a 4000 KiB POST reaches the backend whole
     and its 4000 KiB+ echo comes back, with Envoy's stream windows (default) and with the edge
