@@ -327,7 +327,8 @@ def start_proxies(a: argparse.Namespace, binary: str, work: Path, backend: int, 
             configs[name] = (p, _write(work / f"{name}.json", istio_bootstrap(p, backend, cert, key, log)), True)
     proxies = {}
     for name, (p, config, istio_like) in configs.items():
-        envoys.append(Envoy(name, binary, config, p["admin"], a.proxy_cpu, work).start())
+        envoys.append(Envoy(name, binary, config, p["admin"], a.proxy_cpu, work))  # listed first: stopped in finally
+        envoys[-1].start()
         proxies[name] = {"ports": p, "istio_like": istio_like, "envoy": envoys[-1]}
     return proxies
 
@@ -349,7 +350,8 @@ def run(a: argparse.Namespace) -> dict:
         backend_port, backend_admin = free_ports(2)
         backend = Envoy("backend", binary, _write(work / "backend.json", backend_bootstrap(backend_port, backend_admin)),
                         backend_admin, a.load_cpu, work)
-        envoys.append(backend.start())
+        envoys.append(backend)
+        backend.start()
         proxies = start_proxies(a, binary, work, backend_port, envoys)
         checks = {n: check_behaviour(n, p["ports"], tls, p["istio_like"]) for n, p in proxies.items()}
         protos = ["http"] if a.ablate else ["http", "https"]
