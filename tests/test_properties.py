@@ -68,7 +68,10 @@ MIN_ACCEPTED = {
     "cli_never_tracebacks": 0.35,
     # 5/30 to 14/30 seen on 2026-12-03, at this commit and at 217efce alike: the share depends on
     # what ran before in the same process (alone 6/30, after the file's other properties 14/30,
-    # late in the whole suite 5/30 once, which failed a 0.20 floor); not yet understood
+    # late in the whole suite 5/30 once, which failed a 0.20 floor). Cause: Hypothesis (6.170) mixes
+    # constants from the local modules loaded in sys.modules into what it generates
+    # (hypothesis/internal/conjecture/providers.py, _get_local_constants), so the fixed seed gives
+    # other inputs once other modules are imported (lazy imports, earlier tests)
     "accepted_input_is_valid_envoy": 0.15,
     "accepted_mutated_input_is_valid_envoy": 0.10,
 }
