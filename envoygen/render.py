@@ -96,6 +96,20 @@ def _shared_config(vh: ir.VirtualHost) -> str:
     return next(iter(names)) if len(names) == 1 else ""
 
 
+def _plain_route(r: ir.Route, hoisted: ir.RetryPolicy | None, vh_config: str) -> bool:
+    """The common route, which the ``route`` macro writes without looking at the rest: no
+    name, a case-sensitive path match alone, one cluster, no retry policy of its own
+    (none, or the virtual host's), no rewrite, hash, mirror, header operation, fault, CORS
+    or metadata of its own.  One Python call instead of some fifty template lookups per
+    route; tests/test_render_checks.py renders every sample without this test and compares."""
+    a, m = r.action, r.match
+    return (type(a) is ir.RouteAction and not r.name and r.metadata_vs == vh_config
+            and m.path_kind != "safe_regex" and m.case_sensitive and not m.headers and not m.query_parameters
+            and not a.weighted and (a.retry is None or hoisted is not None)
+            and a.prefix_rewrite is None and not a.regex_rewrite and not a.host_rewrite
+            and not a.hash_policies and not a.mirrors and r.headers.empty() and not r.fault and not r.cors)
+
+
 def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
     """Jinja's ``indent`` as one C-level replace: every line after the first gets the
     padding, blank ones too.  Jinja leaves blank lines unpadded; rendered YAML drops
@@ -192,6 +206,7 @@ class Renderer:
         self.env.filters["shared_retry"] = _shared_retry
         self.env.filters["shared_config"] = _shared_config
         self.env.filters["route_filters"] = _route_filters
+        self.env.tests["plain_route"] = _plain_route
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way
         self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from envoygen import render as render_mod
@@ -119,3 +121,73 @@ def test_template_cache_lives_in_a_private_user_directory(monkeypatch, tmp_path:
     assert render_mod._template_cache() is None
     where.chmod(0o700)
     assert render_mod._template_cache() is not None
+
+
+_WITHOUT_FAST_ROUTE = (  # argv: LOG render ...; LOG gets 1/0 per route: would the shortcut have applied
+    "import sys, envoygen.render as r\n"
+    "log, plain = open(sys.argv.pop(1), 'a'), r._plain_route\n"
+    "r._plain_route = lambda *a: log.write('01'[plain(*a)]) and log.flush() and False\n"
+    "sys.argv[0] = 'envoygen'\n"
+    "from envoygen.cli import main\n"
+    "main()\n"
+)
+
+
+def test_plain_route_shortcut_writes_what_the_full_macro_writes(tmp_path: Path) -> None:
+    """The ``route`` macro's shortcut for common routes (render._plain_route) changes no byte:
+    every sample rendered with the shortcut off equals its golden, which has it on."""
+    from test_golden import GOLDEN, render_args, sample_dirs, tree
+
+    log = tmp_path / "shortcut.log"
+    for sample in sample_dirs():
+        out = tmp_path / sample
+        args = ["render", "-q", "-f", f"samples/{sample}", "-o", str(out), *render_args(sample)]
+        p = subprocess.run([sys.executable, "-c", _WITHOUT_FAST_ROUTE, str(log), *args], cwd=REPO,
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        got, want = tree(out), tree(GOLDEN / sample)
+        boots = [name for name in want if name.endswith("envoy.yaml")]
+        assert boots and all(got[name] == want[name] for name in boots), sample
+    # control: the samples hold routes of both kinds, so both branches were compared
+    seen = log.read_text()
+    assert seen.count("1") >= 5 and seen.count("0") >= 5, seen
+
+
+def test_plain_route_shortcut_refuses_every_route_feature(monkeypatch) -> None:
+    """tests/inputs/route-features.yaml: each route differs from a plain one by one field;
+    the shortcut takes only the plain ones, and the output is the same with it off."""
+    req = Request((str(REPO / "tests" / "inputs" / "route-features.yaml"),))
+    compiled = translate_inputs(req)
+    seen: dict[str, bool] = {}
+    original = render_mod._plain_route
+
+    def recording(r, hoisted, vh_config):
+        seen[r.match.path] = original(r, hoisted, vh_config)
+        return seen[r.match.path]
+
+    monkeypatch.setattr(render_mod, "_plain_route", recording)
+    with_shortcut = render_bundles(compiled, req, req.install_dir)
+    monkeypatch.setattr(render_mod, "_plain_route", lambda *a: False)
+    without = render_bundles(compiled, req, req.install_dir)
+    assert with_shortcut["envoy.yaml"] == without["envoy.yaml"]
+    plain = {path for path, taken in seen.items() if taken}
+    assert plain == {"/plain", "/plain-exact"}, seen
+    assert len(seen) == 20, seen  # 13 one-feature routes and 2 plain ones, /a and /b, 2 with retries, the hashed host's /
+
+
+def test_plain_route_shortcut_knows_every_route_field() -> None:
+    """A field added to the IR's routes must be taught to render._plain_route (and given a
+    route in tests/inputs/route-features.yaml), or the shortcut would write routes without it."""
+    from dataclasses import fields
+
+    from envoygen import ir
+
+    known = {
+        ir.Route: {"name", "match", "action", "headers", "fault", "cors", "operation", "metadata_vs"},
+        ir.RouteMatch: {"path_kind", "path", "case_sensitive", "headers", "query_parameters"},
+        ir.RouteAction: {"clusters", "weighted", "timeout", "retry", "prefix_rewrite", "regex_rewrite",
+                         "host_rewrite", "hash_policies", "mirrors"},
+        ir.HeaderOps: {"request_add", "request_remove", "response_add", "response_remove"},
+    }
+    for cls, names in known.items():
+        assert {f.name for f in fields(cls)} == names, cls.__name__
