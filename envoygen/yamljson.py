@@ -118,6 +118,42 @@ def _flow_value(toks: list[tuple[str, str]], i: int, tok: str) -> tuple[Any, int
     raise NotSubset(tok)
 
 
+# a flow collection's pieces that are already JSON, or become JSON by quoting a plain key
+_FAST_FLOW = re.compile(r'([{}\[\]]|, |"[^"\\]*"|-?(?:0|[1-9][0-9]*)(?=[,}\]])|(?:true|false)(?=[,}\]]))'
+                        r'|([A-Za-z_][A-Za-z0-9_]*): ')
+
+
+def _as_json(tok: str) -> str | None:
+    """The JSON text of ``tok`` without decoding it, in two common cases: a quoted string of
+    printable ASCII without escapes (it is its own JSON), and a flow collection of plain
+    keys, such strings, integers and booleans.  None when unsure (the full path decides).
+    The result must be the canonical JSON of what it parses to, which rules out duplicate
+    keys and anything PyYAML would read otherwise (``[a: 1]``, ``-0``)."""
+    if not (tok.isascii() and tok.isprintable()):
+        return None
+    c = tok[0]
+    if c == '"':
+        inner = tok[1:-1]
+        return tok if len(tok) >= 2 and tok[-1] == '"' and '"' not in inner and "\\" not in inner else None
+    if c != "{" and c != "[":
+        return None
+    out, pos = [], 0
+    for m in _FAST_FLOW.finditer(tok):
+        if m.start() != pos:
+            return None
+        pos = m.end()
+        piece, key = m.groups()
+        out.append(('"' + key + '":') if key else ("," if piece == ", " else piece))
+    if pos != len(tok):
+        return None
+    text = "".join(out)
+    try:
+        canonical = json.dumps(json.loads(text), separators=(",", ":"))
+    except ValueError:
+        return None
+    return text if canonical == text else None
+
+
 class _Tokens:
     """JSON text of each distinct scalar and flow collection, and of each key with its
     colon, decoded once (names, hosts and paths repeat across routes)."""
@@ -129,7 +165,8 @@ class _Tokens:
     def value(self, tok: str) -> str:
         text = self.values.get(tok)
         if text is None:
-            text = self.values[tok] = json.dumps(_decode(tok), separators=(",", ":"))
+            text = _as_json(tok) or json.dumps(_decode(tok), separators=(",", ":"))
+            self.values[tok] = text
         return text
 
     def key(self, tok: str) -> str:
@@ -158,36 +195,101 @@ def to_json(text: str) -> str:
     return _walk(text)
 
 
+_BLANK = (0, 0, "", "", None, "", "")  # what _lex gives a blank or comment line: skipped
+_Lexed = tuple[int, int, str, str, "str | None", str, str]
+
+
+def _lex(line: str, tokens: _Tokens) -> _Lexed:
+    """One line's pieces, independent of what comes before it: (column, number of leading
+    ``- `` item marks, kind, JSON, JSON); kind ``v``: a scalar item (its value's JSON),
+    ``k``: a key (its JSON with the colon) and its value's JSON, or None when the value is
+    a block collection on the next lines; then the text a ``key: value`` line adds to the
+    first and to a later place of its mapping.  A line that no context could accept raises."""
+    s = line.lstrip(" ")
+    if not s or s[0] == "#":
+        return _BLANK
+    col = len(line) - len(s)
+    if s[0] in "-." and (s.startswith("---") or s.startswith("...")):
+        raise NotSubset(line)
+    ndash = 0
+    while s[:2] == "- " or s == "-":
+        s = s[2:]
+        if not s or s[0] == " ":
+            raise NotSubset(line)
+        ndash += 1
+    m = _KEY.match(s)
+    if m is None:
+        if not ndash:
+            raise NotSubset(line)
+        return col, ndash, "v", tokens.value(s), None, "", ""
+    k, v = m.groups()
+    if v == "":
+        raise NotSubset(line)  # "key: " with nothing: null
+    key = tokens.keys.get(k) or tokens.key(k)
+    value = None if v is None else tokens.value(v)
+    piece = key + (value or "")
+    return col, ndash, "k", key, value, piece, "," + piece
+
+
+_NO_TOP = [-1, True, None, True]  # no collection open: only _walk's general path reads it
+
+
 def _walk(text: str) -> str:
-    """to_json's line walk (one pass, a stack of the open collections)."""
+    """to_json's line walk: each distinct line is lexed once (most repeat: ``timeout: 0s``,
+    cluster and host names), then one pass keeps a stack of the open collections."""
     out: list[str] = []
     w = out.append
     tokens = _Tokens()
-    keys, values = tokens.keys, tokens.values
+    lexed: dict[str, _Lexed] = {}
     # open collections, innermost last: [column, is a list, keys seen (a mapping's), still empty]
     stack: list[list[Any]] = []
+    top: list[Any] = _NO_TOP  # stack[-1] once started
     pending = -1  # column of a "key:" whose value (a block collection) starts on the next line
     started = False
     for line in text.split("\n"):
-        s = line.lstrip(" ")
-        if not s or s[0] == "#":
+        lx = lexed.get(line)
+        if lx is None:
+            lx = lexed[line] = _lex(line, tokens)
+        if lx is _BLANK:
             continue
-        col = len(line) - len(s)
-        if s[0] in "-." and (s.startswith("---") or s.startswith("...")):
-            raise NotSubset(line)
+        col, ndash, kind, first, second, piece, later = lx
+        if pending >= 0:
+            if col > pending and not ndash:  # a block mapping, the value of the "key:" above
+                pending = -1
+                top = [col, False, set(), True]
+                stack.append(top)
+                w("{")
+        elif col < top[0] or (top[1] and col == top[0] and not ndash):  # back to an enclosing mapping
+            while stack and stack[-1][0] > col:
+                w("]" if stack.pop()[1] else "}")
+            if stack and stack[-1][1] and stack[-1][0] == col and not ndash:  # after its "key:\n- item" list
+                stack.pop()
+                w("]")
+            top = stack[-1] if stack else _NO_TOP
+        if col == top[0] and not ndash and pending < 0 and not top[1]:  # the next key of the open mapping
+            if first in top[2]:
+                raise NotSubset(line)  # a duplicate key: PyYAML keeps the last, Envoy may refuse
+            top[2].add(first)
+            if top[3]:
+                top[3] = False
+                w(piece)
+            else:
+                w(later)
+            if second is None:
+                pending = col
+            continue
         while stack and stack[-1][0] > col:
             w("]" if stack.pop()[1] else "}")
-        dash = s[:2] == "- " or s == "-"
         if pending >= 0 or not started:
-            if started and not (col > pending or (col == pending and dash)):
+            if started and not (col > pending or (col == pending and ndash)):
                 raise NotSubset(line)  # an empty value is null
             pending, started = -1, True
-            w("[" if dash else "{")
-            stack.append([col, dash, None if dash else set(), True])
+            w("[" if ndash else "{")
+            stack.append([col, bool(ndash), None if ndash else set(), True])
         elif not stack:
             raise NotSubset(line)
         top = stack[-1]
-        if top[1] and top[0] == col and not dash:  # a mapping's key after its "key:\n- item" list
+        if top[1] and top[0] == col and not ndash:  # a mapping's key after its "key:\n- item" list
             stack.pop()
             w("]")
             if not stack:
@@ -195,43 +297,37 @@ def _walk(text: str) -> str:
             top = stack[-1]
         if top[0] != col:
             raise NotSubset(line)
+        done = 0  # item marks consumed
         while True:
             if top[1]:
-                if not dash:
+                if done == ndash:
                     raise NotSubset(line)
-                s = s[2:]
+                done += 1
                 col += 2
-                if not s or s[0] == " ":
-                    raise NotSubset(line)
                 w(_COMMA[top[3]])
                 top[3] = False
-                dash = s[:2] == "- " or s == "-"
-                if not dash and _KEY.match(s) is None:
-                    w(tokens.value(s))
+                if done == ndash and kind == "v":
+                    w(first)
                     break
-                w("[" if dash else "{")
-                top = [col, dash, None if dash else set(), True]
+                is_list = done < ndash
+                w("[" if is_list else "{")
+                top = [col, is_list, None if is_list else set(), True]
                 stack.append(top)
                 continue
-            if dash:
+            if done < ndash or kind != "k":
                 raise NotSubset(line)
-            # key: value (inline: this runs for most lines)
-            m = _KEY.match(s)
-            if m is None:
-                raise NotSubset(line)
-            k, v = m.groups()
-            k = keys.get(k) or tokens.key(k)
-            if k in top[2] or v == "":
+            if first in top[2]:
                 raise NotSubset(line)  # a duplicate key: PyYAML keeps the last, Envoy may refuse
-            top[2].add(k)
+            top[2].add(first)
             w(_COMMA[top[3]])
             top[3] = False
-            w(k)
-            if v is None:
+            w(first)
+            if second is None:
                 pending = col
             else:
-                w(values.get(v) or tokens.value(v))
+                w(second)
             break
+        top = stack[-1]
     if pending >= 0 or not started:
         raise NotSubset("end of text")
     while stack:
