@@ -231,6 +231,42 @@ def _lex(line: str, tokens: _Tokens) -> _Lexed:
     return col, ndash, "k", key, value, piece, "," + piece
 
 
+def _place(line: str, lx: _Lexed, col: int, top: list[Any], stack: list[list[Any]], w: Any) -> int:
+    """Write one line at column ``col`` into ``top``, the open collection there: its item
+    marks open the nested lists and mappings they start; then its scalar item or key.
+    Returns the column of a ``key:`` whose block value follows, else -1."""
+    _, ndash, kind, first, second, _, _ = lx
+    done = 0  # item marks consumed
+    while True:
+        if top[1]:
+            if done == ndash:
+                raise NotSubset(line)
+            done += 1
+            col += 2
+            w(_COMMA[top[3]])
+            top[3] = False
+            if done == ndash and kind == "v":
+                w(first)
+                return -1
+            is_list = done < ndash
+            w("[" if is_list else "{")
+            top = [col, is_list, None if is_list else set(), True]
+            stack.append(top)
+            continue
+        if done < ndash or kind != "k":
+            raise NotSubset(line)
+        if first in top[2]:
+            raise NotSubset(line)  # a duplicate key: PyYAML keeps the last, Envoy may refuse
+        top[2].add(first)
+        w(_COMMA[top[3]])
+        top[3] = False
+        w(first)
+        if second is None:
+            return col
+        w(second)
+        return -1
+
+
 _NO_TOP = [-1, True, None, True]  # no collection open: only _walk's general path reads it
 
 
@@ -297,36 +333,7 @@ def _walk(text: str) -> str:
             top = stack[-1]
         if top[0] != col:
             raise NotSubset(line)
-        done = 0  # item marks consumed
-        while True:
-            if top[1]:
-                if done == ndash:
-                    raise NotSubset(line)
-                done += 1
-                col += 2
-                w(_COMMA[top[3]])
-                top[3] = False
-                if done == ndash and kind == "v":
-                    w(first)
-                    break
-                is_list = done < ndash
-                w("[" if is_list else "{")
-                top = [col, is_list, None if is_list else set(), True]
-                stack.append(top)
-                continue
-            if done < ndash or kind != "k":
-                raise NotSubset(line)
-            if first in top[2]:
-                raise NotSubset(line)  # a duplicate key: PyYAML keeps the last, Envoy may refuse
-            top[2].add(first)
-            w(_COMMA[top[3]])
-            top[3] = False
-            w(first)
-            if second is None:
-                pending = col
-            else:
-                w(second)
-            break
+        pending = _place(line, lx, col, top, stack, w)
         top = stack[-1]
     if pending >= 0 or not started:
         raise NotSubset("end of text")

@@ -28,6 +28,8 @@ def test_same_values_as_pyyaml(path):
     "a: 2001-12-14\n", "a: &x 1\nb: *x\n", "a: 1 # c\n", "a: |\n  x\n", "a: 1\na: 2\n", "a: 'x'\n", "---\na: 1\n",
     "a: {b: yes}\n", "a: [1, ~]\n", "a: {b: 1, b: 2}\n", "a: \"\\x41\"\n", "a: !!str 1\n", "- a\nb: 1\n", "a:\n\tb: 1\n",
     "a: b: c\n", "a: .5\n", "a: 1.\n", "a: +1\n", "a: 0x1F\n", "a: <<\n", "a: {b: c:d}\n",
+    # shapes the fast flow path must leave to the full one, which refuses them
+    "a: {b: 1, b: 2}\n", "a: [1, {b: 1, b: \"x\"}]\n", "a: {b: \"x\", }\n", "a: {b: 1,, c: 2}\n", "a: \"x\ny\"\n", "b: [a: 1]\n",
 ])
 def test_outside_the_subset_refused(text):
     with pytest.raises(yamljson.NotSubset):
@@ -38,6 +40,10 @@ def test_outside_the_subset_refused(text):
     "a: 1\nb:\n  - x\n  - {c: \"d\", e: [1, 2.5, true]}\nf:\n- g: h i\n  j: -3\n",
     "- - 1\n  - 2\n- k: v\n",
     "a:\n  b:\n    c: 0.0.0.0\n  d: /dev/null\ne: []\n",
+    # flow collections and quoted strings on the fast path, and next to it
+    "a: {b: \"x: y, z\", c: [1, -2, true, false], d: {}}\nc: {b: -0}\nd: \"\\u0041\\t\"\ne: \"é\"\n",
+    "- {address: \"10.0.0.1\", port_value: 80}\n- {k: HUNDRED, n: 100}\n- [[], {}]\n",
+    "a:\n  b:\n  - 1\n  c: 2\nd:\n- e: 1\n  f:\n    g: 2\n  h: 3\ni: 4\n",
 ])
 def test_subset_matches(text):
     assert yamljson.load(text) == yaml.safe_load(text)
