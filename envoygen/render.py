@@ -43,14 +43,8 @@ def packaged_templates() -> Path:
 _YAML_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
-# the end of a line and the whitespace-only lines after it (``\s``: str.strip()'s whitespace);
-# anchored on a newline, which the regex engine finds by a fast scan, unlike a per-line ``^``
-_BLANK_RUN = re.compile(r"\n\s*(?=\n)")
-
-
-def _drop_blank_lines(text: str) -> str:
-    """``text`` without its whitespace-only lines, ending with a newline ("\n" when nothing is left)."""
-    return _BLANK_RUN.sub("", "\n" + text + "\n")[1:] or "\n"
+# a line of whitespace only (str.strip()'s whitespace: ``\s`` is the same set), with its end
+_BLANK_LINES = re.compile(r"^\s*\n", re.M)
 
 _JSON_STR: dict[str, str] = {}  # names, paths and hosts repeat across routes: each string is quoted once
 
@@ -228,7 +222,7 @@ class Renderer:
         if parse:
             # Macros leave blank lines behind; no rendered YAML has block scalars
             # (every string is JSON-quoted), so dropping them changes nothing.
-            text = _drop_blank_lines(text)
+            text = _BLANK_LINES.sub("", text + "\n") or "\n"
             if self._check_syntax:
                 try:
                     _check_yaml_syntax(text)

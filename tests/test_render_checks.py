@@ -191,23 +191,3 @@ def test_plain_route_shortcut_knows_every_route_field() -> None:
     }
     for cls, names in known.items():
         assert {f.name for f in fields(cls)} == names, cls.__name__
-
-
-def test_blank_line_removal_is_the_per_line_rule() -> None:
-    """render._drop_blank_lines (one newline-anchored regex) removes exactly the lines that
-    ``^\\s*\\n`` per line would, the rule it replaced (4x slower on a 5 MB bootstrap)."""
-    import re
-
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    per_line = re.compile(r"^\s*\n", re.M)
-
-    @settings(max_examples=3000, derandomize=True, database=None)
-    @given(st.lists(st.sampled_from([" ", "\n", "\t", "\r", "\x0c", "\u2028", "\x85", "a", "b: 1", "  - x"]), max_size=14))
-    def same(parts: list[str]) -> None:
-        text = "".join(parts)
-        assert render_mod._drop_blank_lines(text) == (per_line.sub("", text + "\n") or "\n")
-
-    same()
-    assert render_mod._drop_blank_lines("a\n  \n\nb") == "a\nb\n"  # the control: blank lines do go
