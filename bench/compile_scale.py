@@ -17,6 +17,7 @@ Every round runs, for every (size, shape), in fresh processes pinned to one core
   its peak RSS (RUSAGE_CHILDREN of a small wrapper process: Linux keeps
   ru_maxrss across fork+exec, so reaping from a big parent would report the
   parent's size);
+* ``json``: ``render --bootstrap-format json``, whole process (issue 14: no slower than YAML);
 * ``inproc``: the same compile inside one process after the imports (CPU time
   of each stage: load, model, resolve+analyze+translate, render+write), with the
   CLI's GC setting (paused);
@@ -109,7 +110,7 @@ def run(sizes: list[int], shapes: list[str], rounds: int, cpu: str | None, envoy
             src = tmp / f"in-{shape}-{n}.yaml"
             src.write_text(scale_input(n, shared=shape == "shared"))
             cases.append({"hosts": n, "shape": shape, "src": src, "out": tmp / f"out-{shape}-{n}",
-                          "bare": [], "bare_cpu": [], "render": [], "render_cpu": [], "rss": [], "inproc": [],
+                          "bare": [], "bare_cpu": [], "render": [], "render_cpu": [], "rss": [], "inproc": [], "json_cpu": [],
                           "validate": [], "validate_cpu": []})
     py = sys.executable
     for r in range(rounds):
@@ -123,6 +124,10 @@ def run(sizes: list[int], shapes: list[str], rounds: int, cpu: str | None, envoy
             c["render"].append(took)
             c["render_cpu"].append(used)
             c["rss"].append(rss)
+            shutil.rmtree(out, ignore_errors=True)
+            _, used, _ = measure(pinned([py, "-m", "envoygen", "render", "-q", "-f", src, "-o", str(out),
+                                         "--bootstrap-format", "json"], cpu))
+            c["json_cpu"].append(used)
             shutil.rmtree(out, ignore_errors=True)
             p = subprocess.run(pinned([py, "-c", _INPROC, src, str(out)], cpu), capture_output=True, text=True,
                                check=True, timeout=3600)
@@ -154,6 +159,8 @@ def summarize(cases: list[dict]) -> list[dict]:
                "bytes_per_route": c["bytes"] / (c["hosts"] * ROUTES_PER_HOST)}
         row["ratio_vs_bare"] = row["render_s"] / row["bare_s"]
         row["cpu_ratio_vs_bare"] = row["render_cpu_s"] / row["bare_cpu_s"]
+        row["json_cpu_s"] = med(c["json_cpu"])
+        row["json_over_yaml"] = [j / y for j, y in zip(c["json_cpu"], c["render_cpu"])]  # per round
         before = prev.get(c["shape"])
         if before is not None:
             row["growth"] = (c["hosts"] / before["hosts"], stages["total"] / before["inproc"]["total"])
@@ -165,7 +172,8 @@ def summarize(cases: list[dict]) -> list[dict]:
 def table(rows: list[dict]) -> str:
     head = ("| shape | hosts | render (process): wall / CPU | bare CSafeLoader (process): wall / CPU | "
             "render / bare: wall / CPU | peak RSS | in-process CPU: load / model / translate / render | "
-            "in-process total | growth (input × → CPU ×) | bytes per route | Envoy validate: wall / CPU |")
+            "in-process total | growth (input × → CPU ×) | bytes per route | Envoy validate: wall / CPU | "
+            "JSON render CPU (/ YAML, median of rounds) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         s = r["inproc"]
@@ -174,7 +182,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['shape']} | {r['hosts']} | {r['render_s']:.2f} / {r['render_cpu_s']:.2f} s | "
                      f"{r['bare_s']:.2f} / {r['bare_cpu_s']:.2f} s | {r['ratio_vs_bare']:.2f} / {r['cpu_ratio_vs_bare']:.2f} | "
                      f"{r['rss_mib']:.0f} MiB | {s['load']:.3f} / {s['model']:.3f} / {s['translate']:.3f} / {s['render']:.3f} s | "
-                     f"{s['total']:.3f} s | {growth} | {r['bytes_per_route']:.0f} | {validate} |")
+                     f"{s['total']:.3f} s | {growth} | {r['bytes_per_route']:.0f} | {validate} | "
+                     f"{r['json_cpu_s']:.2f} s ({statistics.median(r['json_over_yaml']):.2f}×) |")
     return "\n".join(lines)
 
 

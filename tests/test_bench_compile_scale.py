@@ -22,3 +22,4 @@ def test_compile_scale_runs_at_its_smallest_size() -> None:
         assert r["validate_s"] is not None and r["validate_s"] > 0  # Envoy accepted the bundle (else the bench exits 1)
         assert 100 < r["bytes_per_route"] < 100_000
         assert set(r["inproc"]) == {"imports", "load", "model", "translate", "render", "total"}
+        assert r["json_cpu_s"] > 0 and len(r["json_over_yaml"]) == 1
