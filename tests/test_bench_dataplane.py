@@ -52,9 +52,21 @@ def test_dataplane_ablation_configs_load() -> None:
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout)
-    assert len(result["configs"]) == 2 + 12 and result["configs"][:2] == ["minimal", "rendered"]
+    assert len(result["configs"]) == 2 + 14 and result["configs"][:2] == ["minimal", "rendered"]
     assert {r["config"] for r in result["runs"]} == set(result["configs"])
     assert all(r["rps"] > 0 for r in result["runs"]) and set(result["summary"]) == {"http"}
+
+
+def test_dataplane_ablation_over_https() -> None:
+    """--ablate --protocols https: the TLS-side variants load and answer over HTTPS (one round)."""
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "dataplane.py"), "--ablate", "--protocols", "https",
+                        "--variants", "no-tls-inspector,no-xfcc", "--rounds", "1", "--duration", "1",
+                        "--connections", "2", "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(p.stdout)
+    assert result["configs"] == ["minimal", "rendered", "rendered-no-tls-inspector", "rendered-no-xfcc"]
+    assert {r["proto"] for r in result["runs"]} == {"https"} and set(result["summary"]) == {"https"}
+    assert all(r["rps"] > 0 for r in result["runs"])
 
 
 def test_a_non_2xx_answer_fails_the_run(tmp_path: Path) -> None:
