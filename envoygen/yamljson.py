@@ -8,8 +8,10 @@ filter) or a plain word such as ``STATIC``, numbers, ``true``/``false`` and empt
 scalars, ``yes``/``no``, nulls, duplicate keys, user templates writing other
 styles), so the caller falls back to the full YAML parser and the result is
 always what PyYAML would build.  ``tests/test_yamljson.py`` compares both on
-every golden bootstrap.  Each distinct scalar is decoded once (names, hosts and
-paths repeat across routes).
+every golden bootstrap and on random documents in the templates' style (which
+found three gaps, now refused: plain keys PyYAML reads as booleans or null,
+escaped surrogate pairs, and characters PyYAML's reader does not allow).  Each
+distinct line is read once (names, hosts and paths repeat across routes).
 """
 
 from __future__ import annotations
@@ -29,20 +31,48 @@ _KEY = re.compile(r'([A-Za-z_][A-Za-z0-9_.\-/@]*|"(?:[^"\\]|\\.)*"):(?: (.*))?$'
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+$")
 _WORD = re.compile(r"[A-Za-z0-9_./-](?:[A-Za-z0-9_./@+=~, -]*[A-Za-z0-9_./@+=~-])?$")
+# what PyYAML's reader refuses anywhere in a stream (yaml.reader.Reader.NON_PRINTABLE), split so
+# that the common all-ASCII text needs one scan for control characters only
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NON_PRINTABLE = re.compile("[\x80-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 _RESOLVER = yaml.resolver.Resolver()
 _UNSET = object()
+_STR_KEYS: dict[str, bool] = {}  # plain key -> PyYAML reads it as a string
+
+
+def _plain_key(tok: str) -> str:
+    """A plain (unquoted) mapping key, which PyYAML resolves as it resolves values: ``on``,
+    ``yes``, ``null`` or ``true`` would become a boolean or None, so those are refused."""
+    ok = _STR_KEYS.get(tok)
+    if ok is None:
+        ok = _STR_KEYS[tok] = _RESOLVER.resolve(yaml.ScalarNode, tok, (True, False)) == "tag:yaml.org,2002:str"
+    if not ok:
+        raise NotSubset(tok)
+    return tok
+
+
+# a JSON escape of half a surrogate pair: JSON joins "\ud83d\ude00" into one character, PyYAML
+# (YAML 1.1) keeps two lone surrogates; the templates write such characters as they are
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _quoted(tok: str) -> str:
+    """A double-quoted scalar's value, where JSON and YAML read it alike, or NotSubset."""
+    if "\\u" in tok and _SURROGATE_ESCAPE.search(tok):
+        raise NotSubset(tok)
+    try:
+        value = json.loads(tok)
+    except ValueError:
+        raise NotSubset(tok) from None
+    if type(value) is not str:
+        raise NotSubset(tok)
+    return value
 
 
 def _decode(tok: str) -> Any:
     c = tok[0]
     if c == '"':
-        try:
-            value = json.loads(tok)
-        except ValueError:
-            raise NotSubset(tok) from None
-        if type(value) is not str:
-            raise NotSubset(tok)
-        return value
+        return _quoted(tok)
     if c == "{" or c == "[":
         return _flow(tok)
     if not _WORD.match(tok):
@@ -110,7 +140,7 @@ def _flow_value(toks: list[tuple[str, str]], i: int, tok: str) -> tuple[Any, int
                 i += 1
             if i + 1 >= len(toks) or toks[i][0] != "s" or toks[i + 1] != ("p", ":"):
                 raise NotSubset(tok)
-            k = json.loads(toks[i][1]) if toks[i][1][0] == '"' else toks[i][1]
+            k = _quoted(toks[i][1]) if toks[i][1][0] == '"' else _plain_key(toks[i][1])
             if k in obj or not isinstance(k, str):
                 raise NotSubset(tok)
             obj[k], i = _flow_value(toks, i + 2, tok)
@@ -143,6 +173,11 @@ def _as_json(tok: str) -> str | None:
             return None
         pos = m.end()
         piece, key = m.groups()
+        if key and not _STR_KEYS.get(key, False):
+            try:
+                _plain_key(key)
+            except NotSubset:
+                return None
         out.append(('"' + key + '":') if key else ("," if piece == ", " else piece))
     if pos != len(tok):
         return None
@@ -173,12 +208,9 @@ class _Tokens:
         text = self.keys.get(tok)
         if text is None:
             if tok[0] == '"':
-                try:
-                    key = json.loads(tok)
-                except ValueError:
-                    raise NotSubset(tok) from None
+                key = _quoted(tok)
             else:
-                key = tok
+                key = _plain_key(tok)
             text = self.keys[tok] = json.dumps(key) + ":"
         return text
 
@@ -192,6 +224,8 @@ def to_json(text: str) -> str:
     quoted scalars are already JSON, and each line adds its piece of text."""
     if "\t" in text:
         raise NotSubset("a tab")  # the templates write none (|j escapes them); YAML may mean indentation
+    if not text.isascii() and _NON_PRINTABLE.search(text) or _CONTROL.search(text):
+        raise NotSubset("a character YAML does not allow in a stream")  # PyYAML's reader refuses it
     return _walk(text)
 
 

@@ -53,3 +53,72 @@ def test_json_text_keeps_written_order_and_is_compact():
     text = 'b: 1\na:\n  - {y: "x", x: [1, 2.5]}\n  - "名"\nc: []\n'
     assert yamljson.to_json(text) == '{"b":1,"a":[{"y":"x","x":[1,2.5]},"\\u540d"],"c":[]}'
     assert json.loads(yamljson.to_json(text)) == yaml.safe_load(text)
+
+
+def _emit(value, indent: int, st_draw) -> list[str]:
+    """Block YAML in the templates' style for a mapping or list ``value``: strings JSON-quoted
+    or plain, small collections sometimes written in flow style."""
+    pad = " " * indent
+    lines: list[str] = []
+    items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+    for k, v in items:
+        head = f"{pad}{k}:" if isinstance(value, dict) else f"{pad}-"
+        if isinstance(v, (dict, list)) and v and not st_draw("flow"):
+            if isinstance(value, list) and isinstance(v, dict):
+                sub = _emit(v, indent + 2, st_draw)
+                lines.append(f"{pad}- " + sub[0].lstrip(" "))
+                lines.extend(sub[1:])
+            else:
+                lines.append(head)
+                lines.extend(_emit(v, indent + (0 if isinstance(value, dict) and isinstance(v, list) and st_draw("flat") else 2), st_draw))
+        else:
+            lines.append(f"{head} {_scalar(v, st_draw)}")
+    return lines
+
+
+def _scalar(v, st_draw) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_scalar(x, st_draw)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_scalar(x, st_draw) for x in v) + "]"
+    if isinstance(v, str) and st_draw("plain") and v.isidentifier():
+        return v  # a plain word (PyYAML resolves words such as true, null, on by its own rules)
+    return json.dumps(v, ensure_ascii=st_draw("ascii"))  # the templates: ensure_ascii=False
+
+
+def test_random_documents_read_as_pyyaml_does():
+    """Differential: nested mappings and lists in the templates' style, with JSON-quoted or plain
+    strings, numbers, booleans and flow collections; yamljson builds what PyYAML builds, or refuses
+    (NotSubset) where PyYAML would build something it does not read."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    keys = st.sampled_from(["a", "b", "name", "port_value", "x_y", "@type", "on", "null", "true"]).map(
+        lambda k: json.dumps(k) if not k.isidentifier() else k)
+    scalars = st.one_of(st.integers(-5, 2**32), st.booleans(), st.sampled_from([0.5, 10.0]),
+                        st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6),
+                        st.sampled_from(["STATIC", "yes", "no", "on", "null", "~", "true", "0", "-0", "1e3", "x: y", "a, b"]))
+    tree = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                          st.dictionaries(keys, inner, max_size=3)), max_leaves=12)
+    outcomes = {"same": 0, "refused": 0}
+
+    @settings(max_examples=400, derandomize=True, database=None, deadline=None)
+    @given(st.dictionaries(keys, tree, min_size=1, max_size=4), st.data())
+    def same(doc, data):
+        text = "\n".join(_emit(doc, 0, lambda label: data.draw(st.booleans(), label=label))) + "\n"
+        try:
+            expected = yaml.safe_load(text)
+        except yaml.YAMLError:
+            expected = yamljson.NotSubset  # PyYAML refuses it: yamljson must too
+        try:
+            got = yamljson.load(text)
+        except yamljson.NotSubset:
+            outcomes["refused"] += 1
+            return  # the caller falls back to PyYAML: always correct
+        assert expected is not yamljson.NotSubset, text
+        assert got == expected, text
+        assert json.loads(yamljson.to_json(text)) == expected
+        outcomes["same"] += 1
+
+    same()
+    assert outcomes["same"] >= 100, outcomes  # the control: most documents are read, not refused
