@@ -124,15 +124,16 @@ def run(sizes: list[int], shapes: list[str], rounds: int, cpu: str | None, envoy
             c["bare"].append(took)
             c["bare_cpu"].append(used)
             shutil.rmtree(out, ignore_errors=True)
-            took, used, rss = measure(pinned([py, "-m", "envoygen", "render", "-q", "-f", src, "-o", str(out)], cpu))
-            c["render"].append(took)
-            c["render_cpu"].append(used)
-            c["rss"].append(rss)
-            shutil.rmtree(out, ignore_errors=True)
-            _, used, _ = measure(pinned([py, "-m", "envoygen", "render", "-q", "-f", src, "-o", str(out),
-                                         "--bootstrap-format", "json"], cpu))
-            c["json_cpu"].append(used)
-            shutil.rmtree(out, ignore_errors=True)
+            for fmt in ("yaml", "json") if r % 2 == 0 else ("json", "yaml"):  # alternate: no order bias
+                took, used, rss = measure(pinned([py, "-m", "envoygen", "render", "-q", "-f", src, "-o", str(out),
+                                                  "--bootstrap-format", fmt], cpu))
+                if fmt == "yaml":
+                    c["render"].append(took)
+                    c["render_cpu"].append(used)
+                    c["rss"].append(rss)
+                else:
+                    c["json_cpu"].append(used)
+                shutil.rmtree(out, ignore_errors=True)
             p = subprocess.run(pinned([py, "-c", _INPROC, src, str(out)], cpu), capture_output=True, text=True,
                                check=True, timeout=3600)
             c["inproc"].append(json.loads(p.stdout))

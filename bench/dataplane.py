@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= a.duration <= 120 or not 1 <= a.rounds <= 50:
         ap.error("--duration 1..120 s, --rounds 1..50")
     a.variants = [v for v in a.variants.split(",") if v]
-    a.protocols = [x for x in a.protocols.split(",") if x]
+    a.protocols = list(dict.fromkeys(x for x in a.protocols.split(",") if x))
     if not set(a.protocols) <= {"http", "https"}:
         ap.error("--protocols: http and/or https")
     if unknown := sorted(set(a.variants) - set(ABLATIONS)):

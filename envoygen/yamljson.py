@@ -30,11 +30,13 @@ class NotSubset(ValueError):
 _KEY = re.compile(r'([A-Za-z_][A-Za-z0-9_.\-/@]*|"(?:[^"\\]|\\.)*"):(?: (.*))?$')
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+$")
-_WORD = re.compile(r"[A-Za-z0-9_./-](?:[A-Za-z0-9_./@+=~, -]*[A-Za-z0-9_./@+=~-])?$")
+# a plain word; "-" followed by a space or nothing is an item mark (PyYAML refuses it as a value)
+_WORD = re.compile(r"(?!-(?: |$))[A-Za-z0-9_./-](?:[A-Za-z0-9_./@+=~, -]*[A-Za-z0-9_./@+=~-])?$")
 # what PyYAML's reader refuses anywhere in a stream (yaml.reader.Reader.NON_PRINTABLE), split so
 # that the common all-ASCII text needs one scan for control characters only
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_NON_PRINTABLE = re.compile("[\x80-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+# ... and the line breaks YAML knows besides "\n" (\r, NEL, LS, PS), which this line reader does not
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_NON_PRINTABLE = re.compile("[\x80-\x9f\ud800-\udfff\ufffe\uffff\u2028\u2029]")
 _RESOLVER = yaml.resolver.Resolver()
 _UNSET = object()
 _STR_KEYS: dict[str, bool] = {}  # plain key -> PyYAML reads it as a string
@@ -45,6 +47,8 @@ def _plain_key(tok: str) -> str:
     ``yes``, ``null`` or ``true`` would become a boolean or None, so those are refused."""
     ok = _STR_KEYS.get(tok)
     if ok is None:
+        if len(_STR_KEYS) > 10_000:  # a long-lived process: keep the cache bounded
+            _STR_KEYS.clear()
         ok = _STR_KEYS[tok] = _RESOLVER.resolve(yaml.ScalarNode, tok, (True, False)) == "tag:yaml.org,2002:str"
     if not ok:
         raise NotSubset(tok)
@@ -89,7 +93,7 @@ def _decode(tok: str) -> Any:
     raise NotSubset(tok)
 
 
-_FTOK = re.compile(r' *(?:([{}\[\],:])|("(?:[^"\\]|\\.)*")|([^ ,{}\[\]:"#&*!|>\'%@`?][^,{}\[\]:#]*?)(?= *(?:[,{}\[\]:]|$))) *')
+_FTOK = re.compile(r' *(?:([{}\[\],:])|("(?:[^"\\]|\\.)*")|((?!-(?:[ ,\]}]|$))[^ ,{}\[\]:"#&*!|>\'%@`?][^,{}\[\]:#]*?)(?= *(?:[,{}\[\]:]|$))) *')
 
 
 def _flow(tok: str) -> Any:

@@ -30,6 +30,9 @@ def test_same_values_as_pyyaml(path):
     "a: b: c\n", "a: .5\n", "a: 1.\n", "a: +1\n", "a: 0x1F\n", "a: <<\n", "a: {b: c:d}\n",
     # shapes the fast flow path must leave to the full one, which refuses them
     "a: {b: 1, b: 2}\n", "a: [1, {b: 1, b: \"x\"}]\n", "a: {b: \"x\", }\n", "a: {b: 1,, c: 2}\n", "a: \"x\ny\"\n", "b: [a: 1]\n",
+    # found by review: YAML's other line breaks, and "-" as a value
+    "b: 1\n# c\ra: 2\n", "b: 1\n# c\x85a: 2\n", "b: 1\n# c\u2028a: 2\n", "a: \"x\x85y\"\n", "\"x\u2029y\": 1\n",
+    "a: - b\n", "a: -\n", "- a: -\n", "k: [- a]\n", "k: [a, - b]\n", "k: {- b: 1}\n", "k: [- ]\n",
 ])
 def test_outside_the_subset_refused(text):
     with pytest.raises(yamljson.NotSubset):
