@@ -8,9 +8,10 @@ filter) or a plain word such as ``STATIC``, numbers, ``true``/``false`` and empt
 scalars, ``yes``/``no``, nulls, duplicate keys, user templates writing other
 styles), so the caller falls back to the full YAML parser and the result is
 always what PyYAML would build.  ``tests/test_yamljson.py`` compares both on
-every golden bootstrap and on random documents in the templates' style (which
-found three gaps, now refused: plain keys PyYAML reads as booleans or null,
-escaped surrogate pairs, and characters PyYAML's reader does not allow).  Each
+every golden bootstrap and on random documents in the templates' style.  Refused
+for that reason: plain keys PyYAML reads as booleans or null (``on:``), escaped
+surrogate pairs, characters PyYAML's reader does not allow, YAML's other line
+breaks (CR, NEL, LS, PS), and ``-`` followed by a space as a value.  Each
 distinct line is read once (names, hosts and paths repeat across routes).
 """
 
