@@ -110,6 +110,16 @@ def _plain_route(r: ir.Route, hoisted: ir.RetryPolicy | None, vh_config: str) ->
             and not a.hash_policies and not a.mirrors and r.headers.empty() and not r.fault and not r.cors)
 
 
+_NOT_IN_COMMENT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _comment(value: Any) -> str:
+    """``value`` as text that stays inside a one-line YAML comment: line breaks (YAML's \\n,
+    \\r, NEL, LS, PS) and other control characters are written as JSON escapes, so no input
+    string can end the comment and add keys to a bootstrap or SDS file."""
+    return _NOT_IN_COMMENT.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
 def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
     """Jinja's ``indent`` as one C-level replace: every line after the first gets the
     padding, blank ones too.  Jinja leaves blank lines unpadded; rendered YAML drops
@@ -207,6 +217,7 @@ class Renderer:
         self.env.filters["shared_config"] = _shared_config
         self.env.filters["route_filters"] = _route_filters
         self.env.tests["plain_route"] = _plain_route
+        self.env.filters["comment"] = _comment
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way
         self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)

@@ -191,3 +191,26 @@ def test_plain_route_shortcut_knows_every_route_field() -> None:
     }
     for cls, names in known.items():
         assert {f.name for f in fields(cls)} == names, cls.__name__
+
+
+def test_template_comments_cannot_be_ended_by_a_value() -> None:
+    """Every value a packaged template writes into a ``#`` comment goes through ``| comment``
+    (or is one of the constants below), which escapes line breaks: no input string can end the
+    comment and add keys to a bootstrap or SDS file."""
+    import re
+
+    constants = {"version", "envoy_version", "readiness_port"}
+    unsafe = []
+    for tpl in sorted(render_mod.packaged_templates().glob("*.j2")):
+        for n, line in enumerate(tpl.read_text().splitlines(), 1):
+            if not line.lstrip().startswith("#"):
+                continue
+            for expr in re.findall(r"{{(.*?)}}", line):
+                expr = expr.strip()
+                if expr not in constants and not expr.endswith("| comment"):
+                    unsafe.append(f"{tpl.name}:{n}: {expr}")
+    assert unsafe == []
+    for text in ("gw\nadmin: {}", "a\rb", "a\x85b", "a\u2028b", "a\u2029b", "a\x00b"):
+        out = render_mod._comment(text)
+        assert not any(c in out for c in "\n\r\x85\u2028\u2029\x00"), repr(out)
+    assert render_mod._comment("istio-ingressgateway.istio-system") == "istio-ingressgateway.istio-system"

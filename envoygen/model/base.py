@@ -113,6 +113,10 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+# Kubernetes object names (RFC 1123): what a Deployment or a namespace may be called
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253,
+                                    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
 class Metadata(Strict):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import Duration, Loose, Metadata, NonEmptyStr, Port, PositiveDuration, Strict, no_effect, unsupported
+from .base import DnsLabel, DnsSubdomain, Duration, Loose, Metadata, NonEmptyStr, Port, PositiveDuration, Strict, no_effect, unsupported
 
 
 class OperatorServicePort(Strict):
@@ -34,9 +34,9 @@ class GatewayK8s(Loose):
 
 
 class GatewayComponent(Strict):
-    name: str
+    name: DnsSubdomain  # the gateway's Deployment: also its workload name in the bootstrap
     enabled: bool = False
-    namespace: str = "istio-system"
+    namespace: DnsLabel = "istio-system"
     label: dict[str, str] = Field(default_factory=dict)
     k8s: GatewayK8s | None = Field(default=None, alias="k8s")
     hub: no_effect("the image comes from envoygen build", str | None) = None
