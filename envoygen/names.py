@@ -42,6 +42,13 @@ MESH_CREDENTIAL = "istio-mesh"  # the bundle's certs/ and sds/ entry for --mesh-
 # Istio's file-mounted certificate names (/etc/certs): --mesh-identity DIR holds these
 MESH_FILES = ("cert-chain.pem", "key.pem", "root-cert.pem")
 
+# Kubernetes object names (RFC 1123, apimachinery's validation): a DNS label names a namespace,
+# a DNS subdomain a Deployment or a Secret, so a credential's SDS and file names.
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_LABEL_MAX, DNS1123_SUBDOMAIN_MAX = 63, 253
+DNS1123_LABEL_PATTERN = rf"^{DNS1123_LABEL}$"
+DNS1123_SUBDOMAIN_PATTERN = rf"^{DNS1123_LABEL}(\.{DNS1123_LABEL})*$"
+
 
 # -- listeners and what hangs off them ------------------------------------
 

@@ -110,14 +110,15 @@ def _plain_route(r: ir.Route, hoisted: ir.RetryPolicy | None, vh_config: str) ->
             and not a.hash_policies and not a.mirrors and r.headers.empty() and not r.fault and not r.cors)
 
 
-_NOT_IN_COMMENT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# what a one-line comment cannot hold: C0 controls (\n, \r among them) and _YAML_UNSAFE's C1, NEL, LS, PS
+_NOT_IN_COMMENT = {**{c: f"\\u{c:04x}" for c in range(0x20)}, **_YAML_UNSAFE}
 
 
 def _comment(value: Any) -> str:
     """``value`` as text that stays inside a one-line YAML comment: line breaks (YAML's \\n,
     \\r, NEL, LS, PS) and other control characters are written as JSON escapes, so no input
     string can end the comment and add keys to a bootstrap or SDS file."""
-    return _NOT_IN_COMMENT.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+    return str(value).translate(_NOT_IN_COMMENT)
 
 
 def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:

@@ -116,11 +116,12 @@ def test_backend_down_gives_503_with_istio_response_flags(backend_factory, gatew
 
 class Loop:
     """``threads`` clients sending GETs back to back (new connection each), bounded in
-    count and time; records every status and which backend answered."""
+    count and time; records every status, which backend answered (or the error), and
+    when the request started and ended (``time.monotonic()``)."""
 
     def __init__(self, gw, threads: int = 3) -> None:  # noqa: ANN001
         self.gw = gw
-        self.results: list[tuple[int, str]] = []
+        self.results: list[tuple[int, str, float, float]] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -129,13 +130,14 @@ class Loop:
     def _run(self) -> None:
         deadline = time.monotonic() + LOOP_MAX_SECONDS
         while not self._stop.is_set() and time.monotonic() < deadline and len(self.results) < LOOP_MAX_REQUESTS:
+            began = time.monotonic()
             try:
                 r = http_get(self.gw, 80, "/loop", host=HOST, timeout=5)
-                item = (r.status, r.headers.get("x-backend", r.text))
+                status, who = r.status, r.headers.get("x-backend", r.text)
             except OSError as e:
-                item = (0, repr(e))
+                status, who = 0, repr(e)
             with self._lock:
-                self.results.append(item)
+                self.results.append((status, who, began, time.monotonic()))
 
     def __enter__(self) -> "Loop":
         for t in self._threads:
@@ -151,6 +153,10 @@ class Loop:
         with self._lock:
             return len(self.results)
 
+    def snapshot(self) -> list[tuple[int, str, float, float]]:
+        with self._lock:
+            return list(self.results)
+
     def wait_for_more(self, n: int) -> None:
         start = self.count()
         wait_until(lambda: self.count() >= start + n, 10, message="the request loop stalled")
@@ -162,18 +168,24 @@ TERMINATED = "reset reason: connection termination"  # the backend closed a conn
 
 @dataclass
 class Restarts:
-    """Result indices of ``Loop.results`` around each restart: ``stops`` the requests that
-    completed while ``stop()`` ran (plus the client threads' in-flight ones), ``down``
-    those from the stop until just after the start."""
+    """Time windows (``time.monotonic()``) around each restart: ``stops`` from just before
+    ``stop()`` to its return, ``down`` from just before ``stop()`` to the return of
+    ``start()``. A request belongs to a window when its own span overlaps it: windows by
+    time, not by result index, since a request in flight at a stop may complete after
+    several newer ones when the machine is loaded."""
 
-    stops: list[range]
-    down: list[range]
+    stops: list[tuple[float, float]]
+    down: list[tuple[float, float]]
 
-    def at_a_stop(self, i: int) -> bool:
-        return any(i in r for r in self.stops)
+    @staticmethod
+    def _overlaps(windows: list[tuple[float, float]], began: float, ended: float) -> bool:
+        return any(began <= hi and ended >= lo for lo, hi in windows)
 
-    def while_down(self, i: int) -> bool:
-        return any(i in r for r in self.down)
+    def at_a_stop(self, began: float, ended: float) -> bool:
+        return self._overlaps(self.stops, began, ended)
+
+    def while_down(self, began: float, ended: float) -> bool:
+        return self._overlaps(self.down, began, ended)
 
 
 def restart_each(loop: Loop, backends: tuple) -> Restarts:  # noqa: ANN001
@@ -185,22 +197,26 @@ def restart_each(loop: Loop, backends: tuple) -> Restarts:  # noqa: ANN001
     idle connection to them. Even so, a connection Envoy opened just before the listener
     shut, still in the kernel's accept queue, is reset: that request fails with "reset
     reason: connection termination", which Istio's default retry_on does not cover
-    ("reset" is not in it). The tests allow those only at the moment of a stop."""
-    threads = len(loop._threads)
+    ("reset" is not in it). The tests allow those only at the moment of a stop.
+
+    Checked at each restart: no request that began after ``stop()`` returned and ended
+    before ``start()`` was called was answered by the stopped backend."""
     out = Restarts([], [])
     loop.wait_for_more(50)
     for backend in backends:
-        down_from = loop.count()
+        stopping = time.monotonic()
         backend.stop(grace=0.2)
-        clean_from = loop.count() + threads  # requests in flight at the stop may still be its
-        out.stops.append(range(max(0, down_from - threads), clean_from))
+        stopped = time.monotonic()
+        out.stops.append((stopping, stopped))
         loop.wait_for_more(100)  # traffic while it is down
+        starting = time.monotonic()
         backend.start()
-        down_to = loop.count() + threads  # requests in flight at the start may have failed
-        out.down.append(range(max(0, down_from - threads), down_to))
-        assert all(who != backend.name for _, who in loop.results[clean_from:down_to - threads])
-        wait_until(lambda: sum(1 for _, who in loop.results[down_to:] if who == backend.name) >= 5, 10,  # noqa: B023
-                   message=f"{backend.name} got no traffic after its restart")
+        started = time.monotonic()
+        out.down.append((stopping, started))
+        answered = [r for r in loop.snapshot() if r[1] == backend.name and r[2] > stopped and r[3] < starting]
+        assert answered == [], f"{backend.name} answered while it was down: {answered[:3]}"
+        wait_until(lambda: sum(1 for r in loop.snapshot() if r[1] == backend.name and r[2] > started) >= 5,  # noqa: B023
+                   10, message=f"{backend.name} got no traffic after its restart")
     loop.wait_for_more(50)
     return out
 
@@ -208,16 +224,21 @@ def restart_each(loop: Loop, backends: tuple) -> Restarts:  # noqa: ANN001
 def classify(loop: Loop, restarts: Restarts) -> dict[str, list]:
     """Failures by cause: refused on every attempt, reset at a stop, anything else."""
     out: dict[str, list] = {"refused": [], "reset at a stop": [], "other": []}
-    for i, (status, why) in enumerate(loop.results):
+    for i, (status, why, began, ended) in enumerate(loop.results):
         if status == 200:
             continue
-        if status == 503 and REFUSED in why and restarts.while_down(i):
+        if status == 503 and REFUSED in why and restarts.while_down(began, ended):
             out["refused"].append(i)
-        elif status == 503 and TERMINATED in why and restarts.at_a_stop(i):
+        elif status == 503 and TERMINATED in why and restarts.at_a_stop(began, ended):
             out["reset at a stop"].append(i)
         else:
             out["other"].append((i, status, why[:200]))
     return out
+
+
+def while_down(loop: Loop, restarts: Restarts) -> int:
+    """How many requests overlapped a down window."""
+    return sum(1 for _, _, began, ended in loop.results if restarts.while_down(began, ended))
 
 
 def test_backend_restarts_with_round_robin_fail_no_request(backend_factory, gateway_factory) -> None:  # noqa: ANN001
@@ -232,7 +253,7 @@ def test_backend_restarts_with_round_robin_fail_no_request(backend_factory, gate
     with Loop(gw) as loop:
         restarts = restart_each(loop, (a, b, a))
     failed = classify(loop, restarts)
-    inside = sum(len(r) for r in restarts.down)
+    inside = while_down(loop, restarts)
     print(f"\n[faults/restart, ROUND_ROBIN] {len(loop.results)} requests ({inside} while an endpoint was down); "
           f"failed: {len(failed['refused'])} refused, {len(failed['reset at a stop'])} reset at a stop, "
           f"{len(failed['other'])} other; {retries(gw)} retries by Envoy; a: {a.count}, b: {b.count}")
@@ -254,7 +275,7 @@ def test_backend_restarts_with_istio_defaults(backend_factory, gateway_factory) 
     with Loop(gw) as loop:
         restarts = restart_each(loop, (a, b, a))
     failed = classify(loop, restarts)
-    inside = sum(len(r) for r in restarts.down)
+    inside = while_down(loop, restarts)
     print(f"\n[faults/restart] {len(loop.results)} requests ({inside} while an endpoint was down); "
           f"failed: {len(failed['refused'])} refused, {len(failed['reset at a stop'])} reset at a stop, "
           f"{len(failed['other'])} other; {retries(gw)} retries by Envoy; a: {a.count}, b: {b.count}")

@@ -32,13 +32,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import names
 from ..diagnostics import Finding
 from .common import Credential, _Problem
 from .directory import DIR_CA, DIR_CERT, DIR_CRL, DIR_KEY, _CredDir, _dir_optional, _dir_required
 from .secrets import SecretSource, _ca_secret_names, _secret_ca, _secret_cert_and_key
 
-_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
+_DNS1123_SUBDOMAIN = re.compile(names.DNS1123_SUBDOMAIN_PATTERN)
 
 _MUTUAL_CA_HINT = "MUTUAL and OPTIONAL_MUTUAL servers need the CA that validates client certificates"
 
@@ -51,9 +51,9 @@ def valid_credential_name(name: str) -> bool:
     """
     return (
         isinstance(name, str)
-        and 0 < len(name) <= 253
+        and 0 < len(name) <= names.DNS1123_SUBDOMAIN_MAX
         and name.isascii()
-        and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
+        and _DNS1123_SUBDOMAIN.fullmatch(name) is not None  # fullmatch: no trailing "\n" either
     )
 
 

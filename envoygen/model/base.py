@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator, model_validator
 from pydantic.alias_generators import to_camel
 
+from .. import names
+
 
 def _drop_nulls(data: Any) -> Any:
     """Kubernetes' convention: a field whose value is null is unset (``annotations:`` with no value)."""
@@ -114,9 +116,9 @@ UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 # Kubernetes object names (RFC 1123): what a Deployment or a namespace may be called
-DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253,
-                                    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
-DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=names.DNS1123_SUBDOMAIN_MAX,
+                                    pattern=names.DNS1123_SUBDOMAIN_PATTERN)]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=names.DNS1123_LABEL_MAX, pattern=names.DNS1123_LABEL_PATTERN)]
 
 
 class Metadata(Strict):
