@@ -1,27 +1,28 @@
 """The intermediate representation: Envoy-shaped, free of Istio, Jinja and Docker.
 
 The translator builds it; the templates render it.  Everything is a frozen
-dataclass of plain values, in the order it is to be emitted, so rendering is a
+dataclass of plain values (``@record``: records.py), in the order it is to be emitted, so rendering is a
 pure function of the IR and golden files are stable.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar, Literal
 
 from .irpolicy import ConfigPatch, JwtAuthn, JwtProvider, Matcher, Rbac, RbacPolicy, RbacRule  # noqa: F401 - part of the IR
+from .records import record
 
 # ------------------------------------------------------------------ HTTP routes
 
 
-@dataclass(frozen=True)
+@record
 class StringMatcher:
     kind: Literal["exact", "prefix", "safe_regex", "present"]
     value: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class HeaderMatch:
     name: str
     matcher: StringMatcher
@@ -29,13 +30,13 @@ class HeaderMatch:
     treat_missing_as_empty: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class QueryMatch:
     name: str
     matcher: StringMatcher
 
 
-@dataclass(frozen=True)
+@record
 class RouteMatch:
     path_kind: Literal["prefix", "path", "safe_regex"]
     path: str
@@ -44,14 +45,14 @@ class RouteMatch:
     query_parameters: tuple[QueryMatch, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class HeaderValue:
     key: str
     value: str
     append_action: Literal["OVERWRITE_IF_EXISTS_OR_ADD", "APPEND_IF_EXISTS_OR_ADD"]
 
 
-@dataclass(frozen=True)
+@record
 class HeaderOps:
     request_add: tuple[HeaderValue, ...] = ()
     request_remove: tuple[str, ...] = ()
@@ -62,7 +63,7 @@ class HeaderOps:
         return not (self.request_add or self.request_remove or self.response_add or self.response_remove)
 
 
-@dataclass(frozen=True)
+@record
 class WeightedCluster:
     name: str
     weight: int
@@ -70,7 +71,7 @@ class WeightedCluster:
     host_rewrite: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     retry_on: str
     num_retries: int
@@ -81,7 +82,7 @@ class RetryPolicy:
     previous_priorities: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class HashPolicy:
     kind: Literal["header", "cookie", "connection", "query_parameter"]
     name: str = ""
@@ -89,13 +90,13 @@ class HashPolicy:
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class MirrorPolicy:
     cluster: str
     fraction: tuple[int, str] = (100, "HUNDRED")  # (numerator, HUNDRED|MILLION) of requests mirrored
 
 
-@dataclass(frozen=True)
+@record
 class RouteAction:
     kind: ClassVar[str] = "route"  # which of Envoy's route actions: route, redirect or direct_response
 
@@ -110,7 +111,7 @@ class RouteAction:
     mirrors: tuple[MirrorPolicy, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Redirect:
     kind: ClassVar[str] = "redirect"
 
@@ -123,7 +124,7 @@ class Redirect:
     strip_query: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class DirectResponse:
     kind: ClassVar[str] = "direct_response"
 
@@ -132,7 +133,7 @@ class DirectResponse:
     body_base64: str | None = None  # body.bytes, kept as bytes (inline_bytes)
 
 
-@dataclass(frozen=True)
+@record
 class Fault:
     delay: float | None = None
     delay_fraction: tuple[int, str] = (0, "HUNDRED")  # (numerator, HUNDRED|MILLION)
@@ -141,7 +142,7 @@ class Fault:
     abort_fraction: tuple[int, str] | None = None  # None: Envoy's default (0%), as Istio leaves it unset
 
 
-@dataclass(frozen=True)
+@record
 class Cors:
     origins: tuple[StringMatcher, ...] = ()
     allow_methods: str | None = None
@@ -152,7 +153,7 @@ class Cors:
     forward_not_matching_preflights: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class Route:
     name: str
     match: RouteMatch
@@ -164,7 +165,7 @@ class Route:
     metadata_vs: str = ""  # namespace/name of the VirtualService, for proxy-config and config_dump
 
 
-@dataclass(frozen=True)
+@record
 class VirtualHost:
     name: str
     domains: tuple[str, ...]
@@ -174,7 +175,7 @@ class VirtualHost:
     request_body_buffer_limit: int | None = None  # bytes of request body buffered (for retries); None: the connection's
 
 
-@dataclass(frozen=True)
+@record
 class RouteConfig:
     name: str
     virtual_hosts: tuple[VirtualHost, ...]
@@ -183,7 +184,7 @@ class RouteConfig:
 # ------------------------------------------------------------------ listeners
 
 
-@dataclass(frozen=True)
+@record
 class AccessLog:
     path: str
     encoding: Literal["TEXT", "JSON"]
@@ -192,7 +193,7 @@ class AccessLog:
     filter_expression: str = ""  # Telemetry accessLogging filter: Envoy's CEL access-log filter
 
 
-@dataclass(frozen=True)
+@record
 class HttpHardening:
     """What an edge proxy sets on a connection manager (translate/hardening.py); defaults: Istio's gateway."""
     request_headers_timeout: float | None = None  # None: Envoy's default (disabled)
@@ -207,7 +208,7 @@ class HttpHardening:
     http2_initial_connection_window_size: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class HttpConnectionManager:
     stat_prefix: str
     route_config: RouteConfig
@@ -220,7 +221,7 @@ class HttpConnectionManager:
     jwt: JwtAuthn | None = None  # envoy.filters.http.jwt_authn, before RBAC
 
 
-@dataclass(frozen=True)
+@record
 class TcpProxy:
     stat_prefix: str
     clusters: tuple[WeightedCluster, ...]
@@ -232,7 +233,7 @@ class TcpProxy:
     mongo: bool = False  # a MONGO server: envoy.filters.network.mongo_proxy first (Istio's EnableMongoFilter)
 
 
-@dataclass(frozen=True)
+@record
 class SdsRef:
     """A secret Envoy loads from an SDS file (path relative to the install dir)."""
 
@@ -240,7 +241,7 @@ class SdsRef:
     sds_file: str
 
 
-@dataclass(frozen=True)
+@record
 class SanMatcher:
     """One entry of match_typed_subject_alt_names: an exact value of one SAN type."""
 
@@ -248,7 +249,7 @@ class SanMatcher:
     value: str
 
 
-@dataclass(frozen=True)
+@record
 class DownstreamTls:
     certificates: tuple[SdsRef, ...]
     validation: SdsRef | None = None
@@ -265,7 +266,7 @@ class DownstreamTls:
     trust_chain_verification: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class FilterChain:
     name: str
     server_names: tuple[str, ...] = ()
@@ -275,7 +276,7 @@ class FilterChain:
     network_rbac: tuple[Rbac, ...] = ()  # envoy.filters.network.rbac before the TCP proxy
 
 
-@dataclass(frozen=True)
+@record
 class Listener:
     name: str
     address: str
@@ -289,7 +290,7 @@ class Listener:
 # ------------------------------------------------------------------ clusters
 
 
-@dataclass(frozen=True)
+@record
 class Endpoint:
     address: str
     port: int
@@ -297,7 +298,7 @@ class Endpoint:
     locality: str = ""  # Istio's region/zone/subzone (empty: none)
 
 
-@dataclass(frozen=True)
+@record
 class OutlierDetection:
     consecutive_5xx: int | None = None
     consecutive_gateway_failure: int | None = None
@@ -310,7 +311,7 @@ class OutlierDetection:
     consecutive_local_origin_failure: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class UpstreamTls:
     """DestinationRule ``tls`` SIMPLE/MUTUAL: TLS origination to the upstream."""
 
@@ -325,7 +326,7 @@ class UpstreamTls:
     alpn: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Cluster:
     name: str
     discovery: Literal["STATIC", "STRICT_DNS", "LOGICAL_DNS"]
@@ -365,7 +366,7 @@ def is_private_key_file(name: str) -> bool:
     return name.endswith(".key")
 
 
-@dataclass(frozen=True)
+@record
 class Secret:
     """One SDS file: a certificate+key, or a validation context (CA, CRL)."""
 
@@ -392,14 +393,14 @@ class Secret:
         return any(n == "ca.crl" for n, _ in self.files)
 
 
-@dataclass(frozen=True)
+@record
 class Overload:
     max_heap_bytes: int  # the overload manager's fixed_heap monitor; its actions trigger at these fractions
     shrink_heap_at: float  # fraction of max_heap_bytes
     stop_accepting_requests_at: float
 
 
-@dataclass(frozen=True)
+@record
 class Bootstrap:
     node_id: str
     node_cluster: str

@@ -1,17 +1,19 @@
 """The IR of policy filters (RBAC, JWT): part of ``ir`` (re-exported there), kept in its own module.
 
-Envoy-shaped, free of Istio, stdlib only, like the rest of the IR.
+Envoy-shaped, free of Istio, stdlib only, like the rest of the IR; every class a frozen
+dataclass (``@record``, records.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from .records import record
 
 # ------------------------------------------------------------------ policies (RBAC)
 
 
-@dataclass(frozen=True)
+@record
 class Matcher:
     """envoy.type.matcher.v3.StringMatcher, with every pattern Istio's authz builder writes."""
 
@@ -20,7 +22,7 @@ class Matcher:
     ignore_case: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class RbacRule:
     """One node of an RBAC permission or principal (envoy.config.rbac.v3); ``kind`` names the oneof.
 
@@ -41,14 +43,14 @@ class RbacRule:
     template: str = ""  # uri_template path_template
 
 
-@dataclass(frozen=True)
+@record
 class RbacPolicy:
     name: str
     permissions: tuple[RbacRule, ...]
     principals: tuple[RbacRule, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Rbac:
     """One RBAC filter (HTTP or network): enforced rules and/or shadow (dry-run) rules of one action."""
 
@@ -57,7 +59,7 @@ class Rbac:
     shadow: tuple[RbacPolicy, ...] | None = None
 
 
-@dataclass(frozen=True)
+@record
 class JwtProvider:
     """One jwt_authn provider (a RequestAuthentication jwtRule), keys inline."""
 
@@ -74,14 +76,14 @@ class JwtProvider:
     space_delimited_claims: tuple[str, ...] = ("permission", "scope")
 
 
-@dataclass(frozen=True)
+@record
 class JwtAuthn:
     """envoy.filters.http.jwt_authn: a token, when present, must be valid for one of the providers."""
 
     providers: tuple[JwtProvider, ...]
 
 
-@dataclass(frozen=True)
+@record
 class ConfigPatch:
     """One EnvoyFilter patch, applied in this order to the rendered bootstrap (envoygen/patch.py).
 
