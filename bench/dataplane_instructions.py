@@ -1,0 +1,241 @@
+"""Data plane (issue 14), counted in instructions: what one request costs the proxy for the
+rendered gateway against the hand-written configs, immune to this machine's drift.
+
+    .venv/bin/python bench/dataplane_instructions.py [--requests 2000] [--connections 20]
+                                                     [--protocols http,https] [--repeats 2]
+                                                     [--configs minimal,rendered,istio,istio-log] [--json]
+
+The proxies, their input and the behaviour check are bench/dataplane.py's (``minimal``,
+``rendered``, ``istio``, ``istio-log``; stock Envoy, ``--concurrency 1``). Each proxy runs
+under ``valgrind --tool=callgrind``; after its behaviour check and a warm-up, for each
+protocol, its counters are zeroed (``callgrind_control -z``), ``--requests`` GETs are sent
+over ``--connections`` keep-alive connections (so HTTPS includes that many handshakes), and
+the counters are dumped (``callgrind_control -d``): instructions per request, every thread
+of the proxy, for the same traffic through every config. Each answer must be a 200 from the
+backend (an Envoy outside valgrind), which must have served every request counted.
+
+Printed: instructions per request per config and protocol (the median of ``--repeats``
+measurements, with their spread) and rendered / each other config. Requests/s go roughly as
+the inverse (issue 14's "≥ 0.95× minimal" is about rendered / minimal ≤ 1.05 here, "≥ 1.05×
+Istio-shaped" about rendered / istio ≤ 0.95); an instruction is not a unit of time (cache
+misses, system calls and the kernel's network stack are not counted), so this is a steady
+proxy beside dataplane.py's wrk runs, not a replacement for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dataplane import Envoy, _write, check_behaviour, envoy_binary  # noqa: E402
+from dataplane_configs import HOST, backend_bootstrap, istio_bootstrap, minimal_bootstrap, render_gateway  # noqa: E402
+from harness import CertAuthority, free_ports, wait_until  # noqa: E402 - the tests' helpers
+
+CONFIGS = ("minimal", "rendered", "istio", "istio-log")
+
+
+class Counted:
+    """One proxy under callgrind; ``count(fn)`` returns the instructions ``fn()`` made it execute."""
+
+    def __init__(self, name: str, binary: str, config: Path, admin: int, work: Path) -> None:
+        self.name, self.admin, self.work, self.log = name, admin, work, work / f"{name}.log"
+        self.out = work / f"{name}.callgrind"
+        self.cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", binary, "-c", str(config),
+                    "--concurrency", "1", "--log-level", "warn", "--disable-hot-restart",
+                    "--base-id", str(os.getpid() % 100_000 * 100 + 50 + CONFIGS.index(name))]
+        self.proc: subprocess.Popen | None = None
+        self.dumps = 0
+
+    def start(self) -> "Counted":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise SystemExit(f"{self.name}: exited {self.proc.returncode}\n{self.log.read_text()[-3000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+                conn.request("GET", "/ready")
+                return conn.getresponse().status == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 600, message=f"{self.name}: envoy under valgrind not ready in 600 s")
+        return self
+
+    def _control(self, flag: str) -> None:
+        assert self.proc is not None
+        subprocess.run(["callgrind_control", flag, str(self.proc.pid)], check=True, capture_output=True, timeout=120)
+
+    def count(self, fn) -> int:  # noqa: ANN001 - fn() drives the traffic
+        self._control("-z")
+        fn()
+        self._control("-d")
+        self.dumps += 1
+        dump = Path(f"{self.out}.{self.dumps}")
+        wait_until(lambda: dump.is_file() and "\ntotals:" in dump.read_text(errors="replace"), 120,
+                   message=f"{self.name}: no callgrind dump {dump}")
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+        raise SystemExit(f"{self.name}: no summary line in {dump}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def traffic(port: int, tls: ssl.SSLContext | None, requests: int, connections: int) -> None:
+    """``requests`` GETs over ``connections`` keep-alive connections; every answer must be 200."""
+    per = requests // connections
+    for _ in range(connections):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        if tls is not None:
+            conn.sock = tls.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=60), server_hostname=HOST)
+        try:
+            for _ in range(per):
+                conn.request("GET", "/", headers={"Host": HOST})
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    raise SystemExit(f"127.0.0.1:{port}: {r.status} (want 200 from the backend)")
+        finally:
+            conn.close()
+
+
+def configs(work: Path, backend: int, names: list[str]) -> dict[str, tuple[dict, Path, bool]]:
+    """Each named proxy's ports, config file and whether it must behave as Istio does."""
+    creds = work / "creds" / "webapp-credential"
+    cert, key = creds / "tls.crt", creds / "tls.key"
+    out = {}
+    for name in names:
+        p = dict(zip(("http", "https", "admin", "ready", "stats"), free_ports(5)))
+        if name == "minimal":
+            out[name] = (p, _write(work / "minimal.json", minimal_bootstrap(p, backend, cert, key)), False)
+        elif name == "rendered":
+            out[name] = (p, render_gateway(work / "rendered", p, backend, work / "creds"), True)
+        else:
+            boot = istio_bootstrap(p, backend, cert, key, name == "istio-log")
+            out[name] = (p, _write(work / f"{name}.json", boot), True)
+    return out
+
+
+def measure(a: argparse.Namespace, work: Path, binary: str, tls: ssl.SSLContext, backend: Envoy,
+            backend_port: int) -> list[dict]:
+    rows = []
+    for name, (ports, config, istio_like) in configs(work, backend_port, a.configs).items():
+        proxy = Counted(name, binary, config, ports["admin"], work)
+        try:
+            proxy.start()
+            checks = check_behaviour(name, ports, tls, istio_like)
+            for proto in a.protocols:
+                ctx = tls if proto == "https" else None
+                traffic(ports[proto], ctx, 50, 5)  # warm-up: first-use allocations, lazy initialisation
+                counts = []
+                for _ in range(a.repeats):
+                    served = backend.counter("http.backend.downstream_rq_2xx")
+                    counts.append(proxy.count(lambda: traffic(ports[proto], ctx, a.requests, a.connections)))  # noqa: B023
+                    if backend.counter("http.backend.downstream_rq_2xx") - served < a.requests:
+                        raise SystemExit(f"{name} {proto}: the backend served fewer than {a.requests} requests")
+                rows.append({"config": name, "proto": proto, "per_request": [c / a.requests for c in counts],
+                             "checks": checks})
+                print(f"{name} {proto}: {', '.join(f'{c / a.requests:,.0f}' for c in counts)} instructions per "
+                      "request", file=sys.stderr)
+        finally:
+            proxy.stop()
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    med = {(r["config"], r["proto"]): statistics.median(r["per_request"]) for r in rows}
+    for r in rows:
+        r["median"] = med[(r["config"], r["proto"])]
+        r["spread"] = (max(r["per_request"]) - min(r["per_request"])) / r["median"]
+        r["rendered_over_this"] = med[("rendered", r["proto"])] / r["median"]
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| protocol | config | instructions per request (spread of repeats) | rendered / this |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['proto']} | {r['config']} | {r['median']:,.0f} ({r['spread']:.1%}) | "
+                     f"{r['rendered_over_this']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000, help="requests per measurement")
+    ap.add_argument("--connections", type=int, default=20, help="keep-alive connections they are spread over")
+    ap.add_argument("--protocols", default="http,https", help="http and/or https")
+    ap.add_argument("--repeats", type=int, default=2, help="measurements per config and protocol")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"a comma-separated subset of {', '.join(CONFIGS)}")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    a = ap.parse_args(argv)
+    a.configs = list(dict.fromkeys(x for x in a.configs.split(",") if x))
+    if "rendered" not in a.configs or not set(a.configs) <= set(CONFIGS):
+        ap.error(f"--configs: rendered and any of {', '.join(CONFIGS)}")
+    a.protocols = list(dict.fromkeys(x for x in a.protocols.split(",") if x))
+    if not set(a.protocols) <= {"http", "https"} or not a.protocols:
+        ap.error("--protocols: http and/or https")
+    if not 1 <= a.connections <= a.requests <= 100_000 or not 1 <= a.repeats <= 10:
+        ap.error("1 <= --connections <= --requests <= 100000, --repeats 1..10")
+    for tool in ("valgrind", "callgrind_control", "taskset"):
+        if not shutil.which(tool):
+            ap.error(f"needs {tool} on PATH (Debian: valgrind, util-linux)")
+    work = Path(tempfile.mkdtemp(prefix="envoygen-dp-instr-"))
+    backend: Envoy | None = None
+    started = time.monotonic()
+    try:
+        binary = envoy_binary()
+        ca = CertAuthority()
+        leaf = ca.issue(HOST)
+        creds = work / "creds" / "webapp-credential"
+        creds.mkdir(parents=True)
+        (creds / "tls.crt").write_text(leaf.cert_pem)
+        (creds / "tls.key").write_text(leaf.key_pem)
+        tls = ssl.create_default_context(cadata=ca.cert_pem)
+        backend_port, backend_admin = free_ports(2)
+        backend = Envoy("backend", binary, _write(work / "backend.json", backend_bootstrap(backend_port, backend_admin)),
+                        backend_admin, f"0-{(os.cpu_count() or 1) - 1}", work)
+        backend.start()
+        rows = summarize(measure(a, work, binary, tls, backend, backend_port))
+    finally:
+        if backend is not None:
+            backend.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    if a.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"instructions per request (valgrind --tool=callgrind, all proxy threads), {a.requests} requests over "
+              f"{a.connections} keep-alive connections, {a.repeats} repeats; {time.monotonic() - started:.0f} s")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
