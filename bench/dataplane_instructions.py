@@ -3,7 +3,8 @@ rendered gateway against the hand-written configs, immune to this machine's drif
 
     .venv/bin/python bench/dataplane_instructions.py [--requests 2000] [--connections 20]
                                                      [--protocols http,https] [--repeats 2]
-                                                     [--configs minimal,rendered,istio,istio-log] [--json]
+                                                     [--configs minimal,rendered,istio,istio-log]
+                                                     [--syscalls] [--json]
 
 The proxies, their input and the behaviour check are bench/dataplane.py's (``minimal``,
 ``rendered``, ``istio``, ``istio-log``; stock Envoy, ``--concurrency 1``). Each proxy runs
@@ -14,7 +15,11 @@ the counters are dumped (``callgrind_control -d``): instructions per request, ev
 of the proxy, for the same traffic through every config. Each answer must be a 200 from the
 backend (an Envoy outside valgrind), which must have served every request counted.
 
-Printed: instructions per request per config and protocol (the median of ``--repeats``
+``--syscalls`` counts the kernel side instead: each proxy runs natively and
+``strace -c -f -p`` is attached around the same traffic (system calls per request, every
+thread; the work inside the kernel is not counted, only the calls).
+
+Printed: instructions (or system calls) per request per config and protocol (the median of ``--repeats``
 measurements, with their spread) and rendered / each other config. Requests/s go roughly as
 the inverse (issue 14's "≥ 0.95× minimal" is about rendered / minimal ≤ 1.05 here, "≥ 1.05×
 Istio-shaped" about rendered / istio ≤ 0.95); an instruction is not a unit of time (cache
@@ -51,13 +56,14 @@ CONFIGS = ("minimal", "rendered", "istio", "istio-log")
 
 
 class Counted:
-    """One proxy under callgrind; ``count(fn)`` returns the instructions ``fn()`` made it execute."""
+    """One proxy under callgrind (or, with ``syscalls``, natively); ``count(fn)`` returns the instructions
+    (or system calls) ``fn()`` made it execute."""
 
-    def __init__(self, name: str, binary: str, config: Path, admin: int, work: Path) -> None:
+    def __init__(self, name: str, binary: str, config: Path, admin: int, work: Path, syscalls: bool = False) -> None:
         self.name, self.admin, self.work, self.log = name, admin, work, work / f"{name}.log"
-        self.out = work / f"{name}.callgrind"
-        self.cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", binary, "-c", str(config),
-                    "--concurrency", "1", "--log-level", "warn", "--disable-hot-restart",
+        self.out, self.syscalls = work / f"{name}.callgrind", syscalls
+        tool = [] if syscalls else ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}"]
+        self.cmd = [*tool, binary, "-c", str(config), "--concurrency", "1", "--log-level", "warn", "--disable-hot-restart",
                     "--base-id", str(os.getpid() % 100_000 * 100 + 50 + CONFIGS.index(name))]
         self.proc: subprocess.Popen | None = None
         self.dumps = 0
@@ -77,7 +83,7 @@ class Counted:
             except OSError:
                 return False
 
-        wait_until(ready, 600, message=f"{self.name}: envoy under valgrind not ready in 600 s")
+        wait_until(ready, 600, message=f"{self.name}: envoy not ready in 600 s")
         return self
 
     def _control(self, flag: str) -> None:
@@ -85,6 +91,8 @@ class Counted:
         subprocess.run(["callgrind_control", flag, str(self.proc.pid)], check=True, capture_output=True, timeout=120)
 
     def count(self, fn) -> int:  # noqa: ANN001 - fn() drives the traffic
+        if self.syscalls:
+            return self._count_syscalls(fn)
         self._control("-z")
         fn()
         self._control("-d")
@@ -96,6 +104,27 @@ class Counted:
             if line.startswith("summary:"):
                 return int(line.split()[1])
         raise SystemExit(f"{self.name}: no summary line in {dump}")
+
+    def _count_syscalls(self, fn) -> int:  # noqa: ANN001
+        assert self.proc is not None
+        self.dumps += 1
+        out = self.work / f"{self.name}.strace.{self.dumps}"
+        st = subprocess.Popen(["strace", "-c", "-f", "-p", str(self.proc.pid), "-o", str(out)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert st.stderr is not None
+            line = st.stderr.readline()  # "strace: Process N attached" once it holds the first thread
+            if "attached" not in line:
+                raise SystemExit(f"{self.name}: strace did not attach: {line}{st.stderr.read()[-2000:]}")
+            time.sleep(0.5)  # and the others
+            fn()
+        finally:
+            st.send_signal(signal.SIGINT)
+            st.wait(timeout=60)
+        total = [ln.split() for ln in out.read_text().splitlines() if ln.rstrip().endswith(" total")]
+        if not total:
+            raise SystemExit(f"{self.name}: no total in strace's summary {out}")
+        return int(total[-1][3])  # % time, seconds, usecs/call, calls, [errors,] total
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -148,7 +177,7 @@ def measure(a: argparse.Namespace, work: Path, binary: str, tls: ssl.SSLContext,
             backend_port: int) -> list[dict]:
     rows = []
     for name, (ports, config, istio_like) in configs(work, backend_port, a.configs).items():
-        proxy = Counted(name, binary, config, ports["admin"], work)
+        proxy = Counted(name, binary, config, ports["admin"], work, a.syscalls)
         try:
             proxy.start()
             checks = check_behaviour(name, ports, tls, istio_like)
@@ -163,8 +192,8 @@ def measure(a: argparse.Namespace, work: Path, binary: str, tls: ssl.SSLContext,
                         raise SystemExit(f"{name} {proto}: the backend served fewer than {a.requests} requests")
                 rows.append({"config": name, "proto": proto, "per_request": [c / a.requests for c in counts],
                              "checks": checks})
-                print(f"{name} {proto}: {', '.join(f'{c / a.requests:,.0f}' for c in counts)} instructions per "
-                      "request", file=sys.stderr)
+                print(f"{name} {proto}: {', '.join(f'{c / a.requests:,.2f}' for c in counts)} "
+                      f"{'system calls' if a.syscalls else 'instructions'} per request", file=sys.stderr)
         finally:
             proxy.stop()
     return rows
@@ -179,10 +208,10 @@ def summarize(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| protocol | config | instructions per request (spread of repeats) | rendered / this |", "|---|---|---|---|"]
+def table(rows: list[dict], what: str) -> str:
+    lines = [f"| protocol | config | {what} per request (spread of repeats) | rendered / this |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['proto']} | {r['config']} | {r['median']:,.0f} ({r['spread']:.1%}) | "
+        lines.append(f"| {r['proto']} | {r['config']} | {r['median']:,.2f} ({r['spread']:.1%}) | "
                      f"{r['rendered_over_this']:.3f} |")
     return "\n".join(lines)
 
@@ -194,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocols", default="http,https", help="http and/or https")
     ap.add_argument("--repeats", type=int, default=2, help="measurements per config and protocol")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"a comma-separated subset of {', '.join(CONFIGS)}")
+    ap.add_argument("--syscalls", action="store_true", help="count system calls (strace -c) instead of instructions")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     a = ap.parse_args(argv)
     a.configs = list(dict.fromkeys(x for x in a.configs.split(",") if x))
@@ -204,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--protocols: http and/or https")
     if not 1 <= a.connections <= a.requests <= 100_000 or not 1 <= a.repeats <= 10:
         ap.error("1 <= --connections <= --requests <= 100000, --repeats 1..10")
-    for tool in ("valgrind", "callgrind_control", "taskset"):
+    for tool in ("strace", "taskset") if a.syscalls else ("valgrind", "callgrind_control", "taskset"):
         if not shutil.which(tool):
-            ap.error(f"needs {tool} on PATH (Debian: valgrind, util-linux)")
+            ap.error(f"needs {tool} on PATH (Debian: valgrind or strace, util-linux)")
     work = Path(tempfile.mkdtemp(prefix="envoygen-dp-instr-"))
     backend: Envoy | None = None
     started = time.monotonic()
@@ -231,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"instructions per request (valgrind --tool=callgrind, all proxy threads), {a.requests} requests over "
+        what = "system calls" if a.syscalls else "instructions"
+        how = "strace -c -f" if a.syscalls else "valgrind --tool=callgrind"
+        print(f"{what} per request ({how}, all proxy threads), {a.requests} requests over "
               f"{a.connections} keep-alive connections, {a.repeats} repeats; {time.monotonic() - started:.0f} s")
-        print(table(rows))
+        print(table(rows, what))
     return 0
 
 
