@@ -66,6 +66,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,12 +85,17 @@ _BASE_IDS = itertools.count()
 
 
 class Envoy:
-    """One stock Envoy, ``--concurrency 1``, pinned with taskset; ``stop()`` is idempotent."""
+    """One stock Envoy, ``--concurrency 1``, pinned with taskset; ``stop()`` is idempotent.
+    ``wrapper``: a command Envoy runs under (e.g. valgrind), between taskset and Envoy."""
 
-    def __init__(self, name: str, binary: str, config: Path, admin: int, cpu: str, work: Path) -> None:
+    ready_seconds = 30  # from start to /ready
+    stop_seconds = 5  # from SIGTERM to exit, before SIGKILL
+
+    def __init__(self, name: str, binary: str, config: Path, admin: int, cpu: str, work: Path,
+                 wrapper: Sequence[str] = ()) -> None:
         self.name, self.admin, self.log = name, admin, work / f"{name}.log"
-        self.cmd = ["taskset", "-c", cpu, binary, "-c", str(config), "--concurrency", "1", "--log-level", "warn",
-                    "--disable-hot-restart", "--base-id", str(os.getpid() % 100_000 * 100 + next(_BASE_IDS))]
+        self.cmd = ["taskset", "-c", cpu, *wrapper, binary, "-c", str(config), "--concurrency", "1", "--log-level",
+                    "warn", "--disable-hot-restart", "--base-id", str(os.getpid() % 100_000 * 100 + next(_BASE_IDS))]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Envoy":
@@ -105,7 +111,7 @@ class Envoy:
             except OSError:
                 return False
 
-        wait_until(ready, 30, message=f"{self.name}: envoy not ready in 30 s")
+        wait_until(ready, self.ready_seconds, message=f"{self.name}: envoy not ready in {self.ready_seconds} s")
         return self
 
     def counter(self, name: str) -> int:
@@ -127,7 +133,7 @@ class Envoy:
             return
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=self.stop_seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)

@@ -53,38 +53,21 @@ from dataplane_configs import HOST, backend_bootstrap, istio_bootstrap, minimal_
 from harness import CertAuthority, free_ports, wait_until  # noqa: E402 - the tests' helpers
 
 CONFIGS = ("minimal", "rendered", "istio", "istio-log")
+ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"  # not pinned: counts do not depend on the core
 
 
-class Counted:
+class Counted(Envoy):
     """One proxy under callgrind (or, with ``syscalls``, natively); ``count(fn)`` returns the instructions
     (or system calls) ``fn()`` made it execute."""
 
+    ready_seconds = 600  # Envoy under valgrind starts ~50x slower
+    stop_seconds = 120  # and writes its last dump on the way out
+
     def __init__(self, name: str, binary: str, config: Path, admin: int, work: Path, syscalls: bool = False) -> None:
-        self.name, self.admin, self.work, self.log = name, admin, work, work / f"{name}.log"
-        self.out, self.syscalls = work / f"{name}.callgrind", syscalls
-        tool = [] if syscalls else ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}"]
-        self.cmd = [*tool, binary, "-c", str(config), "--concurrency", "1", "--log-level", "warn", "--disable-hot-restart",
-                    "--base-id", str(os.getpid() % 100_000 * 100 + 50 + CONFIGS.index(name))]
-        self.proc: subprocess.Popen | None = None
-        self.dumps = 0
-
-    def start(self) -> "Counted":
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise SystemExit(f"{self.name}: exited {self.proc.returncode}\n{self.log.read_text()[-3000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
-                conn.request("GET", "/ready")
-                return conn.getresponse().status == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 600, message=f"{self.name}: envoy not ready in 600 s")
-        return self
+        out = work / f"{name}.callgrind"
+        super().__init__(name, binary, config, admin, ALL_CPUS, work,
+                         wrapper=[] if syscalls else ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+        self.work, self.out, self.syscalls, self.dumps = work, out, syscalls, 0
 
     def _control(self, flag: str) -> None:
         assert self.proc is not None
@@ -125,17 +108,6 @@ class Counted:
         if not total:
             raise SystemExit(f"{self.name}: no total in strace's summary {out}")
         return int(total[-1][3])  # % time, seconds, usecs/call, calls, [errors,] total
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def traffic(port: int, tls: ssl.SSLContext | None, requests: int, connections: int) -> None:
@@ -251,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = ssl.create_default_context(cadata=ca.cert_pem)
         backend_port, backend_admin = free_ports(2)
         backend = Envoy("backend", binary, _write(work / "backend.json", backend_bootstrap(backend_port, backend_admin)),
-                        backend_admin, f"0-{(os.cpu_count() or 1) - 1}", work)
+                        backend_admin, ALL_CPUS, work)
         backend.start()
         rows = summarize(measure(a, work, binary, tls, backend, backend_port))
     finally:

@@ -27,6 +27,7 @@ import datetime as _dt
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import time
@@ -56,6 +57,14 @@ TEST_REPO = "envoygen-test"
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(tool: str, package: str) -> None:
+    """Skip the test without ``tool`` on PATH, except under CI=true (.ci/run installs it), where that fails."""
+    if shutil.which(tool) is None:
+        if in_ci():
+            pytest.fail(f"{tool} is missing (Debian: apt-get install {package}; .ci/run installs it)")
+        pytest.skip(f"needs {tool}")
 
 
 def unique(prefix: str) -> str:

@@ -4,22 +4,17 @@ Skipped without valgrind, except under CI=true (.ci/run installs it), where that
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from image_fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_compile_instructions_runs_at_its_smallest_size() -> None:
-    if shutil.which("valgrind") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("valgrind is missing (Debian: apt-get install valgrind; .ci/run installs it)")
-        pytest.skip("needs valgrind")
+    require_tool("valgrind", "valgrind")
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "compile_instructions.py"), "--sizes", "10",
                         "--shapes", "per-host", "--json"], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -72,30 +72,13 @@ def test_dataplane_ablation_over_https() -> None:
 def test_a_non_2xx_answer_fails_the_run(tmp_path: Path) -> None:
     """The check behind 'zero non-2xx': wrk against a server answering 404 makes the run fail loudly."""
     import argparse
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from harness import Backend
 
     sys.path.insert(0, str(ROOT / "bench"))
     import dataplane
 
-    class NotFound(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(404)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with Backend("not-found", status=404) as server:
         with pytest.raises(SystemExit, match="wrk saw failures"):
-            dataplane.wrk(f"http://127.0.0.1:{server.server_address[1]}/", "0",
+            dataplane.wrk(f"http://127.0.0.1:{server.port}/", "0",
                           argparse.Namespace(threads=1, connections=2, duration=1), tmp_path / "hosts")
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -5,26 +5,21 @@ them), where that fails."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
-import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from harness import Backend
+from image_fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 
 def test_dataplane_instructions_runs_at_its_smallest_size() -> None:
-    if shutil.which("valgrind") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("valgrind is missing (Debian: apt-get install valgrind; .ci/run installs it)")
-        pytest.skip("needs valgrind")
+    require_tool("valgrind", "valgrind")
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "dataplane_instructions.py"), "--requests", "40",
                         "--connections", "2", "--repeats", "1", "--protocols", "http", "--configs", "minimal,rendered",
                         "--json"], capture_output=True, text=True, timeout=900, cwd=ROOT)
@@ -38,10 +33,7 @@ def test_dataplane_instructions_runs_at_its_smallest_size() -> None:
 
 
 def test_dataplane_syscalls_runs_at_its_smallest_size() -> None:
-    if shutil.which("strace") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing (Debian: apt-get install strace; .ci/run installs it)")
-        pytest.skip("needs strace")
+    require_tool("strace", "strace")
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "dataplane_instructions.py"), "--syscalls", "--requests",
                         "40", "--connections", "2", "--repeats", "1", "--protocols", "https",
                         "--configs", "minimal,rendered", "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -55,22 +47,6 @@ def test_dataplane_syscalls_runs_at_its_smallest_size() -> None:
 def test_traffic_refuses_an_answer_that_is_not_200() -> None:
     from dataplane_instructions import traffic
 
-    class NotFound(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(404)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with Backend("not-found", status=404) as server:
         with pytest.raises(SystemExit, match="404"):
-            traffic(server.server_address[1], None, 4, 2)
-    finally:
-        server.shutdown()
-        server.server_close()
+            traffic(server.port, None, 4, 2)
