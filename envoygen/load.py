@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 import yaml
 
 from .diagnostics import Findings
+from .yamlevents import (Alias, Event, MapEnd, MapStart, Scalar, SeqEnd, SeqStart, StreamEnd, StreamStart,
+                         events_in_c, pyyaml_events_adapted, start_of)
 
 try:  # libyaml when present: an order of magnitude faster on big inputs
     from yaml import CSafeLoader as _Loader
@@ -38,9 +40,6 @@ _SCALARS = yaml.constructor.SafeConstructor()
 _IMPLICIT = _Loader.yaml_implicit_resolvers  # first character -> [(tag, regexp)]
 _STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _AS_TEXT = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary")  # Kubernetes treats these as strings
-_Scalar, _Alias = yaml.ScalarEvent, yaml.AliasEvent
-_SeqStart, _MapStart = yaml.SequenceStartEvent, yaml.MappingStartEvent
-_SeqEnd, _MapEnd = yaml.SequenceEndEvent, yaml.MappingEndEvent
 _NO_KEY = object()
 
 
@@ -85,39 +84,38 @@ class _Builder:
         self.problems: list[tuple[int, str, str]] = []  # (line, message, path)
         self.plain: dict[str, Any] = {}  # plain scalar text -> value (immutable values only)
 
-    def document(self, ev: Any) -> Any:
+    def document(self, ev: Event) -> Any:
         self.anchors = {}
         self.positions = {}
         self.problems = []
-        return self.node(ev, (), 0, ev.start_mark.line + 1)
+        return self.node(ev, (), 0, start_of(ev).line + 1)
 
     def _count(self, n: int = 1) -> None:
         self.nodes += n
         if self.nodes > MAX_NODES_PER_FILE:
             raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
 
-    def node(self, ev: Any, path: Path_, depth: int, line: int) -> Any:
+    def node(self, ev: Event, path: Path_, depth: int, line: int) -> Any:
         """Build the node ``ev`` starts at ``path``, whose known line is ``line``."""
         cls = type(ev)
         self.nodes += 1
         if self.nodes > MAX_NODES_PER_FILE:
             raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
-        if cls is _Scalar:
+        if cls is Scalar:
             value = self.scalar(ev, path)
-            if ev.anchor is not None:
-                self.anchors[ev.anchor] = (value, 1, 0)
+            if ev.args[0] is not None:  # its anchor
+                self.anchors[ev.args[0]] = (value, 1, 0)
             return value
-        if cls is _Alias:
+        if cls is Alias:
             return self.alias(ev, depth)
         if depth > MAX_DEPTH:
             raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels")
         if depth > self.deepest:
             self.deepest = depth
-        anchor = ev.anchor
+        anchor, tag = ev.args[0], ev.args[1]
         if anchor is not None:
             start, outer, self.deepest = self.nodes, self.deepest, depth
-        tag = ev.tag
-        if cls is _SeqStart:
+        if cls is SeqStart:
             value = self.sequence(path, depth, line) if tag in (None, "!", _SEQ) else self.refuse(ev, path, depth)
         else:
             value = self.mapping(path, depth, line) if tag in (None, "!", _MAP) else self.refuse(ev, path, depth)
@@ -126,11 +124,12 @@ class _Builder:
             self.deepest = max(outer, self.deepest)
         return value
 
-    def alias(self, ev: Any, depth: int) -> Any:
+    def alias(self, ev: Event, depth: int) -> Any:
+        anchor, start_mark, _ = ev.args
         try:
-            value, size, height = self.anchors[ev.anchor]
+            value, size, height = self.anchors[anchor]
         except KeyError:
-            raise yaml.composer.ComposerError(None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark) from None
+            raise yaml.composer.ComposerError(None, None, f"found undefined alias {anchor!r}", start_mark) from None
         self.alias_nodes += size
         if self.alias_nodes > MAX_ALIAS_NODES:
             raise _TooBig(f"aliases expand to more than {MAX_ALIAS_NODES} YAML nodes")
@@ -139,25 +138,25 @@ class _Builder:
             raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels (through an alias)")
         return value
 
-    def refuse(self, ev: Any, path: Path_, depth: int) -> None:
-        self.problems.append((ev.start_mark.line + 1, f"unsupported YAML tag {ev.tag}", _fmt(path)))
+    def refuse(self, ev: Event, path: Path_, depth: int) -> None:
+        self.problems.append((start_of(ev).line + 1, f"unsupported YAML tag {ev.args[1]}", _fmt(path)))
         self.skip(ev, depth)
         return None
 
-    def skip(self, ev: Any, depth: int) -> None:
+    def skip(self, ev: Event, depth: int) -> None:
         """Consume the rest of the node that ``ev`` starts, counting it against the budgets."""
         cls = type(ev)
-        if cls is _Scalar or cls is _Alias:
+        if cls is Scalar or cls is Alias:
             return
         level = 1
         while level:
             ev = self.get()
             cls = type(ev)
-            if cls is _SeqStart or cls is _MapStart:
+            if cls is SeqStart or cls is MapStart:
                 level += 1
                 if depth + level > MAX_DEPTH:
                     raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels")
-            elif cls is _SeqEnd or cls is _MapEnd:
+            elif cls is SeqEnd or cls is MapEnd:
                 level -= 1
                 continue
             self._count()
@@ -172,20 +171,26 @@ class _Builder:
         while True:
             ev = get()
             cls = type(ev)
-            if cls is _SeqEnd:
+            if cls is SeqEnd:
                 return out
             i += 1
-            at = ev.start_mark.line + 1
-            if at != line:  # on the line already known for ``path``: line_of finds it without an entry
-                positions[path + (i,)] = at
-            if cls is _Scalar and ev.tag is None and ev.anchor is None:
-                value = plain.get(ev.value, _NO_KEY) if ev.implicit[0] else ev.value
-                if value is not _NO_KEY:
-                    self.nodes += 1
-                    if self.nodes > MAX_NODES_PER_FILE:
-                        raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
-                    out.append(value)
-                    continue
+            if cls is Scalar:
+                anchor, tag, implicit, text, start_mark, _, _ = ev.args
+                at = start_mark.line + 1
+                if at != line:  # on the line already known for ``path``: line_of finds it without an entry
+                    positions[path + (i,)] = at
+                if tag is None and anchor is None:
+                    value = plain.get(text, _NO_KEY) if implicit[0] else text
+                    if value is not _NO_KEY:
+                        self.nodes += 1
+                        if self.nodes > MAX_NODES_PER_FILE:
+                            raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+                        out.append(value)
+                        continue
+            else:
+                at = start_of(ev).line + 1
+                if at != line:
+                    positions[path + (i,)] = at
             out.append(node(ev, path + (i,), depth, at))
 
     def mapping(self, path: Path_, depth: int, line: int) -> dict[Any, Any]:
@@ -195,12 +200,16 @@ class _Builder:
         while True:
             kev = get()
             cls = type(kev)
-            if cls is _MapEnd:
+            if cls is MapEnd:
                 return result
-            at = kev.start_mark.line + 1
             key = _NO_KEY
-            if cls is _Scalar and kev.tag is None and kev.anchor is None:
-                key = plain.get(kev.value, _NO_KEY) if kev.implicit[0] else kev.value
+            if cls is Scalar:
+                anchor, tag, implicit, text, start_mark, _, _ = kev.args
+                at = start_mark.line + 1
+                if tag is None and anchor is None:
+                    key = plain.get(text, _NO_KEY) if implicit[0] else text
+            else:
+                at = start_of(kev).line + 1
             if key is _NO_KEY:
                 key = self.key(kev, path, depth, at)
             else:
@@ -217,23 +226,25 @@ class _Builder:
                 continue
             if at != line:
                 positions[path + (key,)] = at
-            if type(vev) is _Scalar and vev.tag is None and vev.anchor is None:
-                value = plain.get(vev.value, _NO_KEY) if vev.implicit[0] else vev.value
-                if value is not _NO_KEY:
-                    self.nodes += 1
-                    if self.nodes > MAX_NODES_PER_FILE:
-                        raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
-                    result[key] = value
-                    continue
+            if type(vev) is Scalar:
+                anchor, tag, implicit, text, _, _, _ = vev.args
+                if tag is None and anchor is None:
+                    value = plain.get(text, _NO_KEY) if implicit[0] else text
+                    if value is not _NO_KEY:
+                        self.nodes += 1
+                        if self.nodes > MAX_NODES_PER_FILE:
+                            raise _TooBig(f"more than {MAX_NODES_PER_FILE} YAML nodes (after expanding aliases)")
+                        result[key] = value
+                        continue
             result[key] = node(vev, path + (key,), depth, at)
 
-    def key(self, kev: Any, path: Path_, depth: int, line: int) -> Any:
+    def key(self, kev: Event, path: Path_, depth: int, line: int) -> Any:
         cls = type(kev)
-        if cls is _Scalar and kev.tag is None and kev.implicit[0] and kev.value == "<<":
+        if cls is Scalar and kev.args[1] is None and kev.args[2][0] and kev.args[3] == "<<":
             self.nodes += 1
             self.problems.append((line, "YAML merge keys (<<) are not supported", _fmt(path)))
             return _NO_KEY
-        if cls is _SeqStart or cls is _MapStart:
+        if cls is SeqStart or cls is MapStart:
             self.problems.append((line, "a mapping key must be a scalar", _fmt(path)))
             self.skip(kev, depth)
             return _NO_KEY
@@ -243,10 +254,10 @@ class _Builder:
             return _NO_KEY
         return key
 
-    def scalar(self, ev: Any, path: Path_) -> Any:
-        tag, value = ev.tag, ev.value
+    def scalar(self, ev: Event, path: Path_) -> Any:
+        _, tag, implicit, value, _, _, _ = ev.args
         if tag is None or tag == "!":
-            if not ev.implicit[0]:
+            if not implicit[0]:
                 return value  # quoted, or block text: a string
             try:
                 return self.plain[value]
@@ -272,16 +283,17 @@ class _Builder:
             return value
         return self.construct(tag, ev, path)
 
-    def construct(self, tag: str, ev: Any, path: Path_) -> Any:
+    def construct(self, tag: str, ev: Event, path: Path_) -> Any:
+        _, _, _, value, start_mark, end_mark, style = ev.args
         ctor = _SCALARS.yaml_constructors.get(tag)
         if ctor is None or tag.startswith("tag:yaml.org,2002:python"):
-            self.problems.append((ev.start_mark.line + 1, f"unsupported YAML tag {tag}", _fmt(path)))
-            return ev.value
+            self.problems.append((start_mark.line + 1, f"unsupported YAML tag {tag}", _fmt(path)))
+            return value
         try:
-            return ctor(_SCALARS, yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style))
+            return ctor(_SCALARS, yaml.ScalarNode(tag, value, start_mark, end_mark, style))
         except (yaml.YAMLError, ValueError) as exc:
-            self.problems.append((ev.start_mark.line + 1, f"bad scalar: {exc}", _fmt(path)))
-            return ev.value
+            self.problems.append((start_mark.line + 1, f"bad scalar: {exc}", _fmt(path)))
+            return value
 
 
 def _fmt(path: Path_) -> str:
@@ -299,17 +311,23 @@ format_path = _fmt
 
 def parse_text(text: str, display: str, findings: Findings) -> list[Document]:
     """Parse one file's text into documents; problems become findings."""
+    with events_in_c():
+        return _parse(text, display, findings)
+
+
+def _parse(text: str, display: str, findings: Findings) -> list[Document]:
     docs: list[Document] = []
     loader = _Loader(text)
     get = loader.get_event
-    builder = _Builder(get)
     index = -1
     try:
-        get()  # StreamStartEvent
-        while type(get()) is not yaml.StreamEndEvent:  # DocumentStartEvent
+        if type(get()) is not StreamStart:  # PyYAML's events: no libyaml, or the swap did not take
+            get = pyyaml_events_adapted(get)
+        builder = _Builder(get)
+        while type(get()) is not StreamEnd:  # a document's start
             index += 1
             root = get()
-            line = root.start_mark.line + 1
+            line = start_of(root).line + 1
             try:
                 data = builder.document(root)
             except _TooBig as exc:

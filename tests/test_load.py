@@ -4,12 +4,14 @@ a field path; hostile input is refused quickly and within bounds."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from envoygen import load
+from envoygen import load, yamlevents
 from envoygen.diagnostics import Findings
 from envoygen.load import Document, parse_text
 from scale_inputs import scale_input
@@ -194,3 +196,69 @@ def test_one_pass_no_node_tree(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(yaml, name, refuse)
     docs, _ = parse(scale_input(3, shared=True))
     assert len(docs) == 10
+
+
+# The events libyaml hands over are this module's C-made classes (load.events_in_c): the same
+# documents, positions and findings as through PyYAML's own event classes, and yaml._yaml is left
+# as it was found, whatever happens during the parse.
+
+HERE = Path(__file__).parent
+YAML_FILES = sorted(p for p in [*HERE.rglob("*.yaml"), *HERE.parent.joinpath("samples").rglob("*.yaml")]
+                    if ".venv" not in p.parts)
+BINDING = getattr(yaml, "_yaml", None)
+PYYAML_EVENTS = {c.__name__: c for c in yamlevents.PYYAML_TO_OURS}
+
+
+def _outcome(text: str) -> tuple[list, list]:
+    docs, findings = parse(text)
+    return ([(d.index, d.line, d.data, d.positions) for d in docs],
+            [(f.line, f.code, f.path, f.message, f.severity) for f in findings])
+
+
+def _binding_untouched() -> bool:
+    return all(getattr(BINDING, name) is cls for name, cls in PYYAML_EVENTS.items())
+
+
+def test_quoted_and_plain_text_stay_apart() -> None:
+    """A plain scalar's value is remembered by its text; quoted text of the same letters stays a string."""
+    text = 'a: [1, "1", true, "true", null, "null"]\n"1": y\n"2": z\n2: w\ntrue: t\n"true": s\n'
+    docs, findings = parse(text)
+    assert not list(findings)
+    assert docs[0].data == yaml.safe_load(text)
+    assert list(docs[0].data) == ["a", "1", "2", 2, True, "true"]
+
+
+def test_c_made_events_build_what_pyyaml_events_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(YAML_FILES) > 80  # every input of the tests, the hostile corpus and the samples
+    texts = [p.read_bytes().decode("utf-8", "replace") for p in YAML_FILES]
+    texts += [BLOCK, "a: &x [1, *x]\n", "k: !!binary aGk=\nt: 2001-12-14t21:59:43.10-05:00\n", "a:\n  - !!int abc\n"]
+    fast = [_outcome(t) for t in texts]
+    monkeypatch.setattr(load, "events_in_c", contextlib.nullcontext)  # PyYAML's classes, adapted
+    assert [_outcome(t) for t in texts] == fast
+
+
+@pytest.mark.skipif(BINDING is None, reason="PyYAML without libyaml: its own event classes are adapted")
+def test_no_pyyaml_event_object_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    for cls in PYYAML_EVENTS.values():
+        monkeypatch.setattr(cls, "__init__", lambda self, *a, **k: made.append(type(self)))
+    docs, findings = parse(scale_input(3, shared=False))
+    assert len(docs) == 12 and not list(findings)
+    assert made == []
+
+
+@pytest.mark.parametrize("text", ["a: [1, 2\nb: 3\n", "a: *nowhere\n", "x: " + "[" * 10000 + "]" * 10000 + "\n", "ok: 1\n"])
+def test_the_binding_is_restored_after_every_parse(text: str) -> None:
+    parse(text)
+    assert _binding_untouched()
+    if BINDING is not None:  # yaml.dump with libyaml's emitter reads the same names
+        assert yaml.dump({"a": [1]}, Dumper=yaml.CSafeDumper) == "a:\n- 1\n"
+
+
+def test_the_binding_is_restored_when_the_parse_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(self: object, ev: object) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(load._Builder, "document", boom)
+    with pytest.raises(KeyboardInterrupt):
+        parse("a: 1\n")
+    assert _binding_untouched()
