@@ -109,6 +109,17 @@ def _shared_config(vh: ir.VirtualHost) -> str:
     return next(iter(names)) if len(names) == 1 else ""
 
 
+def _by_locality(endpoints: tuple[ir.Endpoint, ...]) -> list[tuple[str, list[ir.Endpoint]]]:
+    """Endpoints grouped by their exact locality label, groups in label order, endpoints in
+    their order: Istio keys its locality groups by the label as written
+    (buildLocalityLbEndpoints), where Jinja's ``groupby`` would merge labels that differ
+    only in case."""
+    groups: dict[str, list[ir.Endpoint]] = {}
+    for ep in endpoints:
+        groups.setdefault(ep.locality, []).append(ep)
+    return sorted(groups.items(), key=lambda kv: kv[0])
+
+
 def _plain_route(r: ir.Route, hoisted: ir.RetryPolicy | None, vh_config: str) -> bool:
     """The common route, which the ``route`` macro writes without looking at the rest: no
     name, a case-sensitive path match alone, one cluster, no retry policy of its own
@@ -231,6 +242,7 @@ class Renderer:
         self.env.filters["shared_config"] = _shared_config
         self.env.filters["route_filters"] = _route_filters
         self.env.tests["plain_route"] = _plain_route
+        self.env.filters["by_locality"] = _by_locality
         self.env.filters["comment"] = _comment
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way

@@ -246,3 +246,59 @@ def test_bootstrap_templates_are_ascii() -> None:
         if tpl.name != "Dockerfile.j2":
             text = tpl.read_text(encoding="utf-8")
             assert text.isascii(), (tpl.name, sorted({c for c in text if not c.isascii()}))
+
+
+LOCALITY_INPUT = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: [svc.internal]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  endpoints:
+  - {address: 10.0.0.1, locality: us-west/zone-a}
+  - {address: 10.0.0.2, locality: US-WEST/zone-a}
+  - {address: 10.0.0.3, locality: us-west/zone-a}
+  - {address: 10.0.0.4}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.internal}}]
+"""
+
+
+def test_endpoints_grouped_by_exact_locality_in_label_order(tmp_path: Path) -> None:
+    """Istio groups a cluster's endpoints by the locality label as written and sorts the labels
+    (buildLocalityLbEndpoints: a map keyed by the label, then sort.Strings): labels that differ
+    only in case are two localities (Jinja's groupby would merge them), in byte order."""
+    import yaml
+
+    src = tmp_path / "in.yaml"
+    src.write_text(LOCALITY_INPUT)
+    req = Request((str(src),))
+    files = render_bundles(translate_inputs(req), req, req.install_dir)
+    boot = yaml.safe_load(files["envoy.yaml"][0])
+    (cl,) = [c for c in boot["static_resources"]["clusters"] if c["name"] == "outbound|80||svc.internal"]
+    groups = [(g.get("locality"), [e["endpoint"]["address"]["socket_address"]["address"] for e in g["lb_endpoints"]])
+              for g in cl["load_assignment"]["endpoints"]]
+    assert groups == [
+        (None, ["10.0.0.4"]),
+        ({"region": "US-WEST", "zone": "zone-a", "sub_zone": ""}, ["10.0.0.2"]),
+        ({"region": "us-west", "zone": "zone-a", "sub_zone": ""}, ["10.0.0.1", "10.0.0.3"]),
+    ]

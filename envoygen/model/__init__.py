@@ -255,6 +255,7 @@ def _decode_secret(res: Res[Secret], findings: Findings) -> dict[str, bytes]:
 
 
 def parse_documents(docs: list[Document], default_namespace: str, findings: Findings) -> Resources:
+    """Model every document; a modelled document's ``data`` is released (None): its positions stay."""
     res = Resources()
     seen: dict[tuple[str, str, str], Document] = {}
     for doc in docs:
@@ -276,6 +277,7 @@ def parse_documents(docs: list[Document], default_namespace: str, findings: Find
                 _parse_one(sub, sub.data if isinstance(sub.data, dict) else {}, default_namespace, findings, res, seen)
             continue
         _parse_one(doc, data, default_namespace, findings, res, seen)
+        doc.data = None  # read by nothing after its model: freed now, its memory serves the next models (issue 14)
     return res
 
 
