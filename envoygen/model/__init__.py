@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..diagnostics import Findings
 from ..load import Document, format_path
-from .checks import field_findings
+from .checks import NO_FINDINGS, field_findings
 from .core import Secret, Service
 from .networking import (API_GROUP, API_VERSIONS, DestinationRule, Gateway, ServiceEntry, VirtualService,
                          WorkloadEntryResource)
@@ -341,12 +341,14 @@ def _parse_one(doc: Document, data: dict[str, Any], default_ns: str, findings: F
     model = _model_for(doc, api_version, kind, label, findings)
     if model is None:
         return
+    seen_finding: dict[str, bool] = {}
     try:
-        obj = model.model_validate(data)
+        obj = model.model_validate(data, context=seen_finding)
     except ValidationError as exc:
         _report_validation(exc, doc, kind, name, findings, model)
         return
-    checked = field_findings(obj)  # one walk: unsupported, no-effect and loose extra fields
+    # one walk: unsupported, no-effect and loose extra fields; only where validation met one (base._saw_finding)
+    checked = field_findings(obj) if seen_finding else NO_FINDINGS
     for path, why in checked.unsupported:
         findings.error(doc.file, doc.line_of(path), "EG0104", f"{label}: field '{path[-1]}' is not supported: {why}",
                        format_path(path))

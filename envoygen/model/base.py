@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WrapValidator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, WrapValidator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .. import names
@@ -51,6 +51,21 @@ class Loose(BaseModel):
     def _nulls_unset(cls, data: Any) -> Any:
         return _drop_nulls(data)
 
+    @model_validator(mode="after")
+    def _extras_seen(self, info: ValidationInfo) -> Any:
+        if self.model_extra:
+            _saw_finding(None, info)
+        return self
+
+
+def _saw_finding(value: Any, info: ValidationInfo) -> Any:
+    """Validation came upon a field the checks walk reports (a set unsupported or no-effect field,
+    a loose model's extra key): say so in the validation context when one is given (a dict:
+    ``model._parse_one``'s), so that documents without any skip the walk (model/checks.py)."""
+    if info.context is not None:
+        info.context["finding"] = True
+    return value
+
 
 class UnsupportedMarker:
     def __init__(self, why: str) -> None:
@@ -64,12 +79,12 @@ class NoEffectMarker:
 
 def no_effect(why: str, typ: Any = Any) -> Any:
     """A field accepted as valid that does not change the gateway: reported as info (EG0005)."""
-    return Annotated[typ, NoEffectMarker(why)]
+    return Annotated[typ, NoEffectMarker(why), AfterValidator(_saw_finding)]
 
 
 def unsupported(why: str) -> Any:
     """A field Istio has and envoygen refuses: any value but null is an error."""
-    return Annotated[Any, UnsupportedMarker(why)]
+    return Annotated[Any, UnsupportedMarker(why), AfterValidator(_saw_finding)]
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns))+$")

@@ -9,6 +9,11 @@ Three findings come from the same walk (they were three reflective walks):
 For every model class a *plan* is computed once: which fields carry a marker, and
 which can hold a model that may yield a finding (a ``str`` or ``dict[str, str]``
 field, or one whose models mark nothing anywhere below, is never entered).  The walk then visits only what can hold a finding.
+
+Most documents hold none of the three, and validation already knows: a marked field
+set in the input, or a loose model with extras, runs ``base._saw_finding``, which marks
+the validation context.  ``_parse_one`` walks only documents so marked (issue 14);
+``tests/test_model_checks.py`` checks that an unmarked document never has a finding.
 """
 
 from __future__ import annotations
@@ -85,6 +90,9 @@ def plan(cls: type[BaseModel]) -> tuple[tuple[str, str, int, str, bool], ...]:
         if kind != _PLAIN or deep:
             steps.append((fname, finfo.alias or fname, kind, why, deep))
     return tuple(steps)
+
+
+NO_FINDINGS = FieldFindings((), (), ())  # type: ignore[arg-type] - what the walk finds where validation saw nothing to report
 
 
 def field_findings(obj: BaseModel) -> FieldFindings:
