@@ -1,7 +1,7 @@
 """Compile at scale (issue 14): how `envoygen render` grows with the number of hosts.
 
     .venv/bin/python bench/compile_scale.py [--sizes 10,100,1000,5000] [--shapes per-host,shared]
-                                            [--rounds 3] [--cpu 1] [--no-envoy] [--markdown]
+                                            [--rounds 3] [--cpu 1] [--no-envoy] [--json]
 
 Input: tests/scale_inputs.py, issue 14's shape (per host one Gateway server host,
 a VirtualService with 10 routes, a ServiceEntry, a DestinationRule with 2
