@@ -121,10 +121,11 @@ def _by_locality(endpoints: tuple[ir.Endpoint, ...]) -> list[tuple[str, list[ir.
 
 
 def _plain_route(r: ir.Route, hoisted: ir.RetryPolicy | None, vh_config: str) -> bool:
-    """The common route, which the ``route`` macro writes without looking at the rest: no
-    name, a case-sensitive path match alone, one cluster, no retry policy of its own
-    (none, or the virtual host's), no rewrite, hash, mirror, header operation, fault, CORS
-    or metadata of its own.  One Python call instead of some fifty template lookups per
+    """The common route, which the virtual host's route loop (``route_config`` in macros.j2)
+    writes itself, without calling the ``route`` macro or looking at the rest: no name, a
+    case-sensitive path match alone, one cluster, no retry policy of its own (none, or the
+    virtual host's), no rewrite, hash, mirror, header operation, fault, CORS or metadata of
+    its own.  One Python call instead of a macro call and some fifty template lookups per
     route; tests/test_render_checks.py renders every sample without this test and compares."""
     a, m = r.action, r.match
     return (type(a) is ir.RouteAction and not r.name and r.metadata_vs == vh_config

@@ -134,7 +134,7 @@ _WITHOUT_FAST_ROUTE = (  # argv: LOG render ...; LOG gets 1/0 per route: would t
 
 
 def test_plain_route_shortcut_writes_what_the_full_macro_writes(tmp_path: Path) -> None:
-    """The ``route`` macro's shortcut for common routes (render._plain_route) changes no byte:
+    """The route loop's shortcut for common routes (render._plain_route) changes no byte:
     every sample rendered with the shortcut off equals its golden, which has it on."""
     from test_golden import GOLDEN, render_args, sample_dirs, tree
 
