@@ -262,3 +262,28 @@ def test_the_binding_is_restored_when_the_parse_raises(monkeypatch: pytest.Monke
     with pytest.raises(KeyboardInterrupt):
         parse("a: 1\n")
     assert _binding_untouched()
+
+
+def test_parses_in_threads_do_not_see_each_others_swap() -> None:
+    """yamlevents swaps module globals: parses in several threads at once are serialized by its
+    lock, so none is handed the other's classes (or PyYAML's) halfway through."""
+    import threading
+
+    text = scale_input(20, shared=False)
+    expected = _outcome(text)
+    results: list[object] = []
+
+    def work() -> None:
+        for _ in range(3):
+            try:
+                results.append(_outcome(text))
+            except Exception as exc:  # noqa: BLE001 - a failure in a thread is reported by the assertion below
+                results.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 12 and all(r == expected for r in results)
+    assert _binding_untouched()
