@@ -183,7 +183,11 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
     keyed by template path and checked against the source's hash, so an edited
     template is compiled again.  A cache that cannot be used (no home, read-only or
     full file system, someone else's directory) is skipped, never an error;
-    ``ENVOYGEN_TEMPLATE_CACHE=0`` turns it off."""
+    ``ENVOYGEN_TEMPLATE_CACHE=0`` turns it off.  Every template directory rendered from
+    keeps entries of its own (a test suite's temporary ones too), so writing an entry
+    also removes the oldest beyond ``MAX_ENTRIES``: the cache stays a few megabytes."""
+
+    MAX_ENTRIES = 128  # the packaged templates take 6; their compiled code is ~10-75 KB each
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
@@ -194,8 +198,24 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
             super().dump_bytecode(bucket)
+            self._prune()
         except OSError:
             pass
+
+    def _prune(self) -> None:
+        """Remove the least recently written entries beyond MAX_ENTRIES (only this cache's files)."""
+        prefix, suffix = self.pattern.split("%s")
+        entries = []
+        with os.scandir(self.directory) as it:
+            for e in it:
+                if e.name.startswith(prefix) and e.name.endswith(suffix) and e.is_file(follow_symlinks=False):
+                    entries.append((e.stat(follow_symlinks=False).st_mtime_ns, e.name))
+        entries.sort()
+        for _, name in entries[:max(0, len(entries) - self.MAX_ENTRIES)]:
+            try:
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass  # another run removed it first
 
 
 def _template_cache() -> jinja2.BytecodeCache | None:

@@ -302,3 +302,27 @@ def test_endpoints_grouped_by_exact_locality_in_label_order(tmp_path: Path) -> N
         ({"region": "US-WEST", "zone": "zone-a", "sub_zone": ""}, ["10.0.0.2"]),
         ({"region": "us-west", "zone": "zone-a", "sub_zone": ""}, ["10.0.0.1", "10.0.0.3"]),
     ]
+
+
+def test_template_cache_keeps_at_most_its_bound(monkeypatch, tmp_path: Path) -> None:
+    """Every template directory leaves entries of its own; writing one removes the oldest beyond
+    MAX_ENTRIES, and nothing but the cache's own files."""
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    monkeypatch.setattr(render_mod._TemplateCache, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(render_mod, "_template_cache", lambda: render_mod._TemplateCache(str(cache_dir)))
+    old = []
+    for i in range(12):  # entries of template directories long gone, oldest first
+        f = cache_dir / f"__jinja2_{i:040x}.cache"
+        f.write_bytes(b"stale")
+        os.utime(f, ns=(1_000_000_000 * (i + 1), 1_000_000_000 * (i + 1)))
+        old.append(f.name)
+    other = cache_dir / "notes.txt"
+    other.write_text("not an entry")
+    req = Request((str(SAMPLE),))
+    render_bundles(translate_inputs(req), req, req.install_dir)  # writes the packaged templates' entries
+    kept = sorted(p.name for p in cache_dir.iterdir() if p.name != "notes.txt")
+    assert len(kept) == 10 and other.exists()
+    new = [n for n in kept if n not in old]
+    assert len(new) >= 5  # the packaged templates' fresh entries all stay...
+    assert [n for n in kept if n in old] == old[len(old) - (10 - len(new)):]  # ... beside the newest stale ones
