@@ -310,28 +310,45 @@ def _write(path: Path, boot: dict) -> Path:
     return path
 
 
-def start_proxies(a: argparse.Namespace, binary: str, work: Path, backend: int, envoys: list) -> dict:
-    """Write/render every config, start each proxy pinned to --proxy-cpu; {name: {"ports", "istio_like"}}."""
+def webapp_credential(work: Path) -> ssl.SSLContext:
+    """HOST's certificate and key, from a fresh CA, as ``work/creds/webapp-credential/tls.{crt,key}``
+    (the layout render_gateway's --credentials-dir reads); returns a client context trusting the CA."""
+    ca = CertAuthority()
+    leaf = ca.issue(HOST)
+    creds = work / "creds" / "webapp-credential"
+    creds.mkdir(parents=True)
+    (creds / "tls.crt").write_text(leaf.cert_pem)
+    (creds / "tls.key").write_text(leaf.key_pem)
+    return ssl.create_default_context(cadata=ca.cert_pem)
+
+
+def _ports() -> dict:
+    return dict(zip(("http", "https", "admin", "ready", "stats"), free_ports(5)))
+
+
+def proxy_config(name: str, work: Path, backend: int) -> tuple[dict, Path, bool]:
+    """The ports, config file and whether it must behave as Istio does, of proxy ``name``: minimal,
+    rendered, istio or istio-log (webapp_credential's files serve the TLS listeners)."""
     creds = work / "creds" / "webapp-credential"
     cert, key = creds / "tls.crt", creds / "tls.key"
+    p = _ports()
+    if name == "minimal":
+        return p, _write(work / "minimal.json", minimal_bootstrap(p, backend, cert, key)), False
+    if name == "rendered":
+        return p, render_gateway(work / "rendered", p, backend, work / "creds"), True
+    return p, _write(work / f"{name}.json", istio_bootstrap(p, backend, cert, key, name == "istio-log")), True
 
-    def ports() -> dict:
-        return dict(zip(("http", "https", "admin", "ready", "stats"), free_ports(5)))
 
-    configs: dict = {}
-    p = ports()
-    configs["minimal"] = (p, _write(work / "minimal.json", minimal_bootstrap(p, backend, cert, key)), False)
-    p = ports()
-    configs["rendered"] = (p, render_gateway(work / "rendered", p, backend, work / "creds"), True)
+def start_proxies(a: argparse.Namespace, binary: str, work: Path, backend: int, envoys: list) -> dict:
+    """Write/render every config, start each proxy pinned to --proxy-cpu; {name: {"ports", "istio_like"}}."""
+    configs = {name: proxy_config(name, work, backend) for name in ("minimal", "rendered")}
     if a.ablate:
         for variant in a.variants:
-            p = ports()
+            p = _ports()
             rendered = render_gateway(work / variant, p, backend, work / "creds")
             configs[f"rendered-{variant}"] = (p, ablated(rendered, variant, work / f"{variant}.json"), False)
     else:
-        for name, log in (("istio", False), ("istio-log", True)):
-            p = ports()
-            configs[name] = (p, _write(work / f"{name}.json", istio_bootstrap(p, backend, cert, key, log)), True)
+        configs.update((name, proxy_config(name, work, backend)) for name in ("istio", "istio-log"))
     proxies = {}
     for name, (p, config, istio_like) in configs.items():
         envoys.append(Envoy(name, binary, config, p["admin"], a.proxy_cpu, work))  # listed first: stopped in finally
@@ -345,13 +362,7 @@ def run(a: argparse.Namespace) -> dict:
     envoys: list[Envoy] = []
     try:
         binary = envoy_binary()
-        ca = CertAuthority()
-        leaf = ca.issue(HOST)
-        creds = work / "creds" / "webapp-credential"
-        creds.mkdir(parents=True)
-        (creds / "tls.crt").write_text(leaf.cert_pem)
-        (creds / "tls.key").write_text(leaf.key_pem)
-        tls = ssl.create_default_context(cadata=ca.cert_pem)
+        tls = webapp_credential(work)
         hosts_file = work / "hosts"
         hosts_file.write_text(f"127.0.0.1 localhost\n127.0.0.1 {HOST}\n")
         backend_port, backend_admin = free_ports(2)

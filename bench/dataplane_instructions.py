@@ -48,9 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dataplane import Envoy, _write, check_behaviour, envoy_binary  # noqa: E402
-from dataplane_configs import HOST, backend_bootstrap, istio_bootstrap, minimal_bootstrap, render_gateway  # noqa: E402
-from harness import CertAuthority, free_ports, wait_until  # noqa: E402 - the tests' helpers
+from dataplane import Envoy, _write, check_behaviour, envoy_binary, proxy_config, webapp_credential  # noqa: E402
+from dataplane_configs import HOST, backend_bootstrap  # noqa: E402
+from harness import free_ports, wait_until  # noqa: E402 - the tests' helpers
 
 CONFIGS = ("minimal", "rendered", "istio", "istio-log")
 ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"  # not pinned: counts do not depend on the core
@@ -130,19 +130,7 @@ def traffic(port: int, tls: ssl.SSLContext | None, requests: int, connections: i
 
 def configs(work: Path, backend: int, names: list[str]) -> dict[str, tuple[dict, Path, bool]]:
     """Each named proxy's ports, config file and whether it must behave as Istio does."""
-    creds = work / "creds" / "webapp-credential"
-    cert, key = creds / "tls.crt", creds / "tls.key"
-    out = {}
-    for name in names:
-        p = dict(zip(("http", "https", "admin", "ready", "stats"), free_ports(5)))
-        if name == "minimal":
-            out[name] = (p, _write(work / "minimal.json", minimal_bootstrap(p, backend, cert, key)), False)
-        elif name == "rendered":
-            out[name] = (p, render_gateway(work / "rendered", p, backend, work / "creds"), True)
-        else:
-            boot = istio_bootstrap(p, backend, cert, key, name == "istio-log")
-            out[name] = (p, _write(work / f"{name}.json", boot), True)
-    return out
+    return {name: proxy_config(name, work, backend) for name in names}
 
 
 def measure(a: argparse.Namespace, work: Path, binary: str, tls: ssl.SSLContext, backend: Envoy,
@@ -214,13 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         binary = envoy_binary()
-        ca = CertAuthority()
-        leaf = ca.issue(HOST)
-        creds = work / "creds" / "webapp-credential"
-        creds.mkdir(parents=True)
-        (creds / "tls.crt").write_text(leaf.cert_pem)
-        (creds / "tls.key").write_text(leaf.key_pem)
-        tls = ssl.create_default_context(cadata=ca.cert_pem)
+        tls = webapp_credential(work)
         backend_port, backend_admin = free_ports(2)
         backend = Envoy("backend", binary, _write(work / "backend.json", backend_bootstrap(backend_port, backend_admin)),
                         backend_admin, ALL_CPUS, work)
