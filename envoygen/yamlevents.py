@@ -87,6 +87,7 @@ PYYAML_TO_OURS = {  # PyYAML's event class (its name in yaml._yaml) -> ours, wit
     yaml.MappingEndEvent: (MapEnd, ("start_mark", "end_mark")),
 }
 _START_AT = {ours: names.index("start_mark") for ours, names in PYYAML_TO_OURS.values()}
+_SWAP = [(theirs.__name__, theirs, ours) for theirs, (ours, _) in PYYAML_TO_OURS.items()]  # (global, PyYAML's, ours)
 _SWAP_LOCK = threading.Lock()
 
 
@@ -99,18 +100,17 @@ def start_of(ev: Event) -> Any:
 def events_in_c() -> Iterator[None]:
     """While active, yaml._yaml makes this module's event classes (see above); undone on exit."""
     binding = getattr(yaml, "_yaml", None)
-    names = [(theirs.__name__, ours) for theirs, (ours, _) in PYYAML_TO_OURS.items()]
     with _SWAP_LOCK:
-        if binding is None or not all(getattr(binding, theirs.__name__, None) is theirs for theirs in PYYAML_TO_OURS):
+        if binding is None or not all(getattr(binding, name, None) is theirs for name, theirs, _ in _SWAP):
             yield  # no libyaml, or a binding laid out otherwise: PyYAML's events, adapted by pyyaml_events_adapted()
             return
         try:
-            for name, ours in names:
+            for name, _, ours in _SWAP:
                 setattr(binding, name, ours)
             yield
         finally:
-            for theirs in PYYAML_TO_OURS:
-                setattr(binding, theirs.__name__, theirs)
+            for name, theirs, _ in _SWAP:
+                setattr(binding, name, theirs)
 
 
 def pyyaml_events_adapted(get_event: Callable[[], Any]) -> Callable[[], Event]:

@@ -19,9 +19,8 @@ from envoygen import model as model_pkg
 from envoygen.diagnostics import Findings
 from envoygen.load import load_paths
 from envoygen.model import base, checks
+from test_load import YAML_FILES  # every YAML input of the tests and samples
 
-HERE = Path(__file__).parent
-INPUTS = sorted(p for p in [*HERE.rglob("*.yaml"), *HERE.parent.joinpath("samples").rglob("*.yaml")])
 
 
 # one document per place a finding can sit: a set unsupported field at the top of a spec and in
@@ -76,7 +75,7 @@ def _documents(tmp: Path) -> list[tuple[str, type[pydantic.BaseModel], dict]]:
     out = []
     marked = tmp / "marked.yaml"
     marked.write_text(MARKED)
-    for path in [*INPUTS, marked]:
+    for path in [*YAML_FILES, marked]:
         docs, findings, _ = load_paths([str(path)])
         for doc in docs:
             data = doc.data
