@@ -26,7 +26,9 @@ class Node:
 @dataclass
 class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
-    edges: list[tuple[str, str]] = field(default_factory=list)
+    # an ordered set: the edges in the order first linked (a dict, so that linking is O(1);
+    # a list's membership scan made graph quadratic in the number of routes)
+    edges: dict[tuple[str, str], None] = field(default_factory=dict)
 
     def add(self, kind: str, key: str, label: str, notes: list[str] | None = None) -> str:
         nid = f"{kind}:{key}"
@@ -35,8 +37,7 @@ class Graph:
         return nid
 
     def link(self, a: str, b: str) -> None:
-        if (a, b) not in self.edges:
-            self.edges.append((a, b))
+        self.edges.setdefault((a, b))
 
 
 def _tls_mode(fc: dict[str, Any]) -> str:

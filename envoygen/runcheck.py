@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from .errors import EnvironmentProblem
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from .yamljson import read_bootstrap
 
 
 Target = tuple[str, int | None]  # (address, port or None: keep the endpoint's port)
@@ -80,10 +78,7 @@ def _endpoints(boot: dict[str, Any]):  # noqa: ANN202 - (cluster, endpoint dict,
 
 
 def _read(bootstrap: Path) -> Any:
-    text = bootstrap.read_text()
-    if bootstrap.suffix == ".json":
-        return json.loads(text)  # C speed; PyYAML builds a big bootstrap in seconds
-    return yaml.load(text, Loader=_LOADER)
+    return read_bootstrap(bootstrap.read_text(), json_text=bootstrap.suffix == ".json")
 
 
 def apply_resolve(bootstrap: Path, mapping: dict[tuple[str, int | None], Target]) -> list[str]:

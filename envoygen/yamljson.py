@@ -384,3 +384,18 @@ def _walk(text: str) -> str:
 def load(text: str) -> Any:
     """The single document ``text`` as PyYAML's safe loader would build it, or NotSubset."""
     return json.loads(to_json(text))
+
+
+def read_bootstrap(text: str, json_text: bool = False) -> Any:
+    """A rendered bootstrap's values, for the commands that read a bundle (proxy-config,
+    graph, diff, run --resolve): JSON text by :func:`json.loads`; YAML by :func:`load` (the
+    templates' subset, ~5x faster than PyYAML's C loader, which still builds every value in
+    Python), or by PyYAML's safe loader where the text leaves the subset (a user's
+    templates, a bootstrap that EnvoyFilter patches made PyYAML write).  Raises
+    ValueError or yaml.YAMLError on text neither reads."""
+    if json_text:
+        return json.loads(text)
+    try:
+        return load(text)
+    except NotSubset:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

@@ -10,8 +10,9 @@ from typing import Any, Iterator
 import yaml
 
 from ..errors import InputError
+from ..yamljson import read_bootstrap
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the small SDS files
 HCM = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 
@@ -40,7 +41,8 @@ def load(path: Path) -> Bundle:
         man = json.loads((path / "manifest.json").read_text())
         if "bundles" in man:
             raise InputError(f"{path} holds several bundles ({', '.join(man['bundles'])}); name one of them")
-        boot = yaml.load((path / man.get("bootstrap", "envoy.yaml")).read_text(), Loader=_LOADER)
+        name = man.get("bootstrap", "envoy.yaml")
+        boot = read_bootstrap((path / name).read_text(), json_text=name.endswith(".json"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise InputError(f"{path}: not an envoygen bundle ({exc})") from None
     if not isinstance(boot, dict):
