@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import __version__, ir, yamljson
+from . import __version__, ir, jsonrender, jsontemplates, yamljson
 from .errors import InputError
 from .patch import apply_patches
 
@@ -244,8 +244,17 @@ class Renderer:
             if not user_templates.is_dir():
                 raise InputError(f"--templates {user_templates}: not a directory")
             paths.insert(0, str(user_templates))
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(paths),
+        self.env = self._environment(jinja2.FileSystemLoader(paths))
+        # the JSON templates: the packaged ones only (a user's may write YAML they do not rewrite)
+        self._json_env: jinja2.Environment | None = None
+        self._json_paths = None if user_templates is not None else paths
+        self._install_dir = "/"
+        self._check_syntax = user_templates is not None  # the packaged ones write YAML by construction
+        self.unmatched_patches: list[ir.ConfigPatch] = []  # of the last bootstrap rendered
+
+    def _environment(self, loader: jinja2.BaseLoader) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=loader,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -253,21 +262,14 @@ class Renderer:
             autoescape=False,
             bytecode_cache=_template_cache(),
         )
-        self._install_dir = "/"
-        self._check_syntax = user_templates is not None  # the packaged ones write YAML by construction
-        self.unmatched_patches: list[ir.ConfigPatch] = []  # of the last bootstrap rendered
-        self.env.filters["j"] = _json
-        self.env.filters["indent"] = _indent
-        self.env.filters["dur"] = _duration
-        self.env.filters["shared_retry"] = _shared_retry
-        self.env.filters["shared_config"] = _shared_config
-        self.env.filters["route_filters"] = _route_filters
-        self.env.tests["plain_route"] = _plain_route
-        self.env.filters["by_locality"] = _by_locality
-        self.env.filters["comment"] = _comment
+        env.filters.update(j=_json, indent=_indent, dur=_duration, shared_retry=_shared_retry,
+                           shared_config=_shared_config, route_filters=_route_filters,
+                           by_locality=_by_locality, comment=_comment)
+        env.tests["plain_route"] = _plain_route
         # imported macro files get no render context, so the filter reads the
         # install dir of the render under way
-        self.env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)
+        env.filters["installed"] = lambda rel: posixpath.join(self._install_dir, rel)
+        return env
 
     def _render(self, name: str, where: str, parse: bool = True, **ctx: Any) -> str:
         self._install_dir = where
@@ -310,11 +312,32 @@ class Renderer:
             text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         return text
 
+    def _native_json(self, b: ir.Bootstrap, install_dir: str) -> str | None:
+        """The packaged templates rewritten to write JSON (jsontemplates), rendered; None
+        where they cannot be rewritten or a value is one yamljson would refuse."""
+        if self._json_paths is None:
+            return None
+        if self._json_env is None:
+            self._json_env = self._environment(jsonrender.JsonLoader(self._json_paths))
+            self._json_env.filters.update(jsonrender.filters(_json, _duration))
+        self._install_dir = install_dir
+        try:
+            text = self._json_env.get_template("envoy.yaml.j2").render(version=__version__, b=b)
+        except jsontemplates.Refused:
+            self._json_paths = None  # the templates do not change within a run
+            return None
+        except (yamljson.NotSubset, jinja2.TemplateError):
+            return None  # the YAML way says what is wrong, or falls back itself
+        return jsontemplates.finish(text) + "\n"
+
     def _bootstrap_json(self, b: ir.Bootstrap, install_dir: str) -> str:
-        """JSON text straight from the templates' YAML subset (yamljson: no YAML parser and
-        no Python values; the values PyYAML would build), compact, keys in the templates'
-        order.  Text outside the subset (a user's template) goes through the YAML parser
-        and json.dumps (keys sorted)."""
+        """JSON text from the templates rewritten to write JSON, or straight from the
+        templates' YAML subset (yamljson: no YAML parser and no Python values; the values
+        PyYAML would build), compact, keys in the templates' order.  Text outside the
+        subset (a user's template) goes through the YAML parser and json.dumps (keys sorted)."""
+        native = self._native_json(b, install_dir)
+        if native is not None:
+            return native
         text = self._render("envoy.yaml.j2", install_dir, parse=False, b=b)
         try:
             return yamljson.to_json(text) + "\n"

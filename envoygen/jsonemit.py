@@ -1,0 +1,279 @@
+"""The rewrite of jsontemplates: a template's lines, with the YAML collections they open
+and close, as a template that writes JSON (see jsontemplates for the rules)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from .jsontemplates import (_CALL, _IMPORT, _PLACE, _TAG, SEP, Block, Content, Line, Macro, Node, Refused, Stmt,
+                            kinds_of, lex, parse)
+from .yamljson import NotSubset, _decode, _flow, _plain_key, _quoted
+
+
+@dataclass
+class Frame:
+    col: int
+    is_list: bool
+    owner: int
+
+
+_END = Line(-1, False)  # the end of the enclosing block: every frame it owns closes
+
+
+class Emitter:
+    """One macro's (or the template body's) JSON text, line by line, with the open YAML
+    collections of the source as a stack; each collection closes in the block that opened it."""
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = kinds  # macro name as called (``m.hcm``, ``admin_gate``) -> kind
+        self.out: list[str] = []
+        self.stack: list[Frame] = []
+        self.blocks = 0
+
+    # -- what may come next
+    def first(self, nodes: list[Node], follow: list[Line]) -> list[Line]:
+        for i, n in enumerate(nodes):
+            if isinstance(n, Content):
+                return [lex(n.text)]
+            if isinstance(n, Block):
+                after = self.first(nodes[i + 1:], follow)
+                out = []
+                for b in n.bodies:
+                    out += self.first(b, after)
+                if n.kw == "for" or _TAG.match(n.heads[-1]).group(1) != "else":  # type: ignore[union-attr]
+                    out += after
+                return out
+        return follow
+
+    def _closes(self, line: Line) -> int:
+        if line is _END:
+            return len(self.stack)
+        dash = line.dash or (line.call is not None and self._kind(line.call) == "items")
+        k = 0
+        for f in reversed(self.stack):
+            if f.col > line.col or (f.is_list and f.col == line.col and not dash):
+                k += 1
+            else:
+                break
+        return k
+
+    def close(self, n: int, owner: int) -> None:
+        for _ in range(n):
+            f = self.stack[-1]
+            if f.owner != owner:
+                raise Refused("a collection that a line inside a conditional block would close")
+            self.stack.pop()
+            self.out.append(("]" if f.is_list else "}") + (SEP if self.stack else ""))
+
+    def _kind(self, call: str) -> str:
+        name = _CALL.match(call).group(1)  # type: ignore[union-attr]
+        kind = self.kinds.get(name)
+        if kind is None:
+            raise Refused(f"a call of {name}, not a known macro")
+        return kind
+
+    # -- blocks
+    def block(self, nodes: list[Node], follow: list[Line], owner: int, value: bool = False) -> None:
+        for i, n in enumerate(nodes):
+            if isinstance(n, Stmt):
+                self.out.append(n.src + "\n")
+            elif isinstance(n, Content):
+                if value:
+                    self.out.append(self.value(lex(n.text)) + "\n")
+                else:
+                    self.content(lex(n.text), nodes[i + 1:], follow, owner)
+            elif isinstance(n, Block):
+                after = self.first(nodes[i + 1:], follow)
+                if not value:
+                    nxt = self.first([n], after)
+                    owned = len([f for f in self.stack if f.owner == owner])
+                    self.close(min(min(self._closes(x) for x in nxt), owned), owner)
+                if n.kw == "for" and len(n.bodies) > 1:
+                    raise Refused("a loop with an else branch")
+                depth = len(self.stack)
+                inner_follow = (self.first(n.bodies[0], after) + after) if n.kw == "for" else after
+                for head, body in zip(n.heads, n.bodies):
+                    self.out.append(head + "\n")
+                    if n.kw == "for" and value:
+                        raise Refused("a loop in a value")
+                    self.blocks += 1
+                    mine = self.blocks
+                    self.block(body, inner_follow, mine, value)
+                    self.close(len(self.stack) - depth, mine)
+                self.out.append(n.end + "\n")
+            else:
+                raise Refused("a macro inside a macro")
+
+    # -- lines
+    def content(self, line: Line, rest: list[Node], follow: list[Line], owner: int) -> None:
+        try:
+            self.close(self._closes(line), owner)
+        except Refused as exc:
+            raise Refused(f"{exc}: {line}") from None
+        top = self.stack[-1] if self.stack else None
+        kind = self._kind(line.call) if line.call is not None else None
+        if line.dash or kind == "items":
+            if top is None or not top.is_list or top.col != line.col:
+                raise Refused(f"an item outside a list at column {line.col}")
+            if kind == "items":
+                self.out.append(f"{{{{ {line.call} }}}}\n")
+                return
+            col = line.col + 2
+            if line.key is not None or kind == "members":
+                self.stack.append(Frame(col, False, owner))
+                self.out.append("{\n")  # a line break (dropped when finished) keeps "{" off a "{{" or "{%" after it
+            elif kind == "value":
+                self.out.append(f"{{{{ {line.call} }}}}{SEP}\n")
+                return
+            else:
+                self.out.append(self.value(line) + SEP + "\n")
+                return
+        else:
+            col = line.col
+            if top is None or top.is_list or top.col != col or (line.key is None and kind != "members"):
+                raise Refused(f"a line that no open mapping at column {col} takes")
+        if kind == "members":
+            self.out.append(f"{{{{ {line.call} }}}}\n")
+            return
+        self.member(line, col, rest, follow, owner)
+
+    def member(self, line: Line, col: int, rest: list[Node], follow: list[Line], owner: int) -> None:
+        key = self.key(line)
+        if line.value is not None:
+            self.out.append(key + self.value(line) + SEP + "\n")
+            return
+        # the lines that may come next and would be its value; a path with none of them (an
+        # empty loop) gives an empty collection, where the YAML would hold a null
+        kids = {(k.col, k.dash or (k.call is not None and self._kind(k.call) == "items"))
+                for k in self.first(rest, follow) if k is not _END}
+        shapes = {(kcol, is_list) for kcol, is_list in kids if kcol > col or (kcol == col and is_list)}
+        if len(shapes) != 1:
+            raise Refused(f"the value of {line.key} takes {len(shapes)} shapes")
+        kcol, is_list = shapes.pop()
+        self.stack.append(Frame(kcol, is_list, owner))
+        self.out.append(key + ("[\n" if is_list else "{\n"))
+
+    def key(self, line: Line) -> str:
+        k = line.key
+        assert k is not None
+        m = _PLACE.fullmatch(k)
+        if m is not None:
+            expr = line.holes[int(m.group(1))]
+            if re.search(r"\|\s*j\s*$", expr):
+                return "{{ " + re.sub(r"\|\s*j\s*$", "| jkeyq", expr) + " }}:"
+            return f"{{{{ ({expr}) | jkey }}}}:"
+        if "zzhole" in k:
+            raise Refused(f"a key with an expression inside: {k}")
+        try:
+            return json.dumps(_quoted(k) if k[0] == '"' else _plain_key(k)) + ":"
+        except NotSubset as exc:
+            raise Refused(f"a key yamljson refuses: {k}") from exc
+
+    def value(self, line: Line) -> str:
+        v = line.value
+        if v is None:
+            raise Refused("a value missing")
+        m = _PLACE.fullmatch(v)
+        if m is not None:
+            return "{{ " + self.expr(line.holes[int(m.group(1))]) + " }}"
+        try:
+            if v[0] in "{[":
+                text = json.dumps(_flow(v), separators=(",", ":"))
+            elif "zzhole" in v:
+                raise Refused(f"an expression inside a scalar: {v}")
+            else:
+                text = json.dumps(_decode(v), separators=(",", ":"))
+        except NotSubset as exc:
+            raise Refused(f"a value yamljson refuses: {v}") from exc
+        for i, expr in enumerate(line.holes):
+            place = f'"zzhole{i}zz"'
+            if text.count(place) != 1:
+                raise Refused(f"an expression inside a scalar: {v}")
+            if text.count(place + ":"):
+                sub = (re.sub(r"\|\s*j\s*$", "| jkeyq", expr) if re.search(r"\|\s*j\s*$", expr)
+                       else f"({expr}) | jkey")
+            else:
+                sub = self.expr(expr)
+            text = text.replace(place, "\n{{ " + sub + " }}")  # "\n": never "{{{"
+        return text
+
+    def expr(self, expr: str) -> str:
+        if _CALL.match(expr) and _CALL.match(expr).group(1) in self.kinds:  # type: ignore[union-attr]
+            if self._kind(expr) != "value":
+                raise Refused(f"{expr} in a value")
+            return expr
+        if re.search(r"\|\s*j\s*$", expr):
+            return re.sub(r"\|\s*j\s*$", "| jj", expr)
+        if re.search(r"\|\s*dur\s*$", expr):
+            return re.sub(r"\|\s*dur\s*$", "| jdur", expr)
+        if expr.startswith('"'):
+            raise Refused(f"a literal in an expression: {expr}")
+        return f"({expr}) | jplain"
+
+
+def _callable(nodes: list[Node], local: dict[str, str], files: dict[str, dict[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(callable name -> kind, import alias -> file) of one template."""
+    kinds = dict(local)
+    aliases = {}
+    for n in nodes:
+        m = _IMPORT.match(n.src[2:-2].strip("-").strip()) if isinstance(n, Stmt) else None
+        if m is not None:
+            aliases[m.group(2)] = m.group(1)
+            kinds.update({f"{m.group(2)}.{k}": v for k, v in files.get(m.group(1), {}).items()})
+    return kinds, aliases
+
+
+def _yaml_copy(m: Macro, local: set[str], aliases: dict[str, str]) -> str:
+    """The macro as written, renamed ``yaml__NAME``, calling the other macros' YAML copies."""
+    text = "\n".join(m.source)
+    for name in local:
+        text = re.sub(rf"(?<![\w.]){name}\(", f"yaml__{name}(", text)
+    for alias in aliases:
+        text = re.sub(rf"(?<![\w.]){alias}\.(\w+)\(", rf"{alias}.yaml__\1(", text)
+    return text + "\n"
+
+
+_READ = {"members": "yjm", "items": "yji", "value": "yjv"}
+
+
+def _json_macro(m: Macro, kind: str, kinds: dict[str, str]) -> str:
+    head = f"{{% macro {m.name}({m.params}) %}}\n"
+    args = ", ".join(p.split("=")[0].strip() for p in m.params.split(",") if p.strip())
+    fallback = f"{head}{{{{ yaml__{m.name}({args}) | {_READ[kind]} }}}}\n{{% endmacro %}}\n"
+    if m.body is None:
+        return fallback
+    em = Emitter(kinds)
+    try:
+        if kind == "value":
+            em.block(m.body, [_END], 0, value=True)
+        else:
+            em.stack.append(Frame(0, kind == "items", -1))
+            em.block(m.body, [_END], 0)
+            em.close(len(em.stack) - 1, 0)
+    except Refused:
+        return fallback
+    return head + "".join(em.out) + "{% endmacro %}\n"
+
+
+def transform(source: str, files: dict[str, dict[str, str]], name: str) -> str:
+    """The JSON template of ``source`` (the template ``name``); ``files``: every template
+    file's macro kinds.  Refused when its body (outside macros) cannot be rewritten."""
+    nodes = parse(source)
+    local = files.get(name) or kinds_of(source)
+    kinds, aliases = _callable(nodes, local, files)
+    out = [n.src + "\n" for n in nodes if isinstance(n, Stmt)]
+    body = [n for n in nodes if not isinstance(n, (Macro, Stmt))]
+    for m in nodes:
+        if isinstance(m, Macro):
+            out.append(_yaml_copy(m, set(local), aliases))
+            out.append(_json_macro(m, local.get(m.name, "members"), kinds))
+    if any(isinstance(n, (Content, Block)) for n in body):
+        em = Emitter(kinds)
+        em.stack.append(Frame(0, False, 0))
+        em.out.append("{\n")
+        em.block(body, [_END], 0)
+        em.close(len(em.stack), 0)
+        out += em.out
+    return "".join(out)
