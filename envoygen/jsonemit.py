@@ -19,6 +19,9 @@ class Frame:
     owner: int
 
 
+# "{" as a constant Jinja folds into the text when it compiles: a literal "{" could run into the
+# "{{" or "{%" written after it
+_OPEN = '{{ "{" }}'
 _END = Line(-1, False)  # the end of the enclosing block: every frame it owns closes
 
 
@@ -78,10 +81,10 @@ class Emitter:
     def block(self, nodes: list[Node], follow: list[Line], owner: int, value: bool = False) -> None:
         for i, n in enumerate(nodes):
             if isinstance(n, Stmt):
-                self.out.append(n.src + "\n")
+                self.out.append(n.src)
             elif isinstance(n, Content):
                 if value:
-                    self.out.append(self.value(lex(n.text)) + "\n")
+                    self.out.append(self.value(lex(n.text)))
                 else:
                     self.content(lex(n.text), nodes[i + 1:], follow, owner)
             elif isinstance(n, Block):
@@ -95,14 +98,14 @@ class Emitter:
                 depth = len(self.stack)
                 inner_follow = (self.first(n.bodies[0], after) + after) if n.kw == "for" else after
                 for head, body in zip(n.heads, n.bodies):
-                    self.out.append(head + "\n")
+                    self.out.append(head)
                     if n.kw == "for" and value:
                         raise Refused("a loop in a value")
                     self.blocks += 1
                     mine = self.blocks
                     self.block(body, inner_follow, mine, value)
                     self.close(len(self.stack) - depth, mine)
-                self.out.append(n.end + "\n")
+                self.out.append(n.end)
             else:
                 raise Refused("a macro inside a macro")
 
@@ -118,31 +121,31 @@ class Emitter:
             if top is None or not top.is_list or top.col != line.col:
                 raise Refused(f"an item outside a list at column {line.col}")
             if kind == "items":
-                self.out.append(f"{{{{ {line.call} }}}}\n")
+                self.out.append(f"{{{{ {line.call} }}}}")
                 return
             col = line.col + 2
             if line.key is not None or kind == "members":
                 self.stack.append(Frame(col, False, owner))
-                self.out.append("{\n")  # a line break (dropped when finished) keeps "{" off a "{{" or "{%" after it
+                self.out.append(_OPEN)
             elif kind == "value":
-                self.out.append(f"{{{{ {line.call} }}}}{SEP}\n")
+                self.out.append(f"{{{{ {line.call} }}}}{SEP}")
                 return
             else:
-                self.out.append(self.value(line) + SEP + "\n")
+                self.out.append(self.value(line) + SEP)
                 return
         else:
             col = line.col
             if top is None or top.is_list or top.col != col or (line.key is None and kind != "members"):
                 raise Refused(f"a line that no open mapping at column {col} takes")
         if kind == "members":
-            self.out.append(f"{{{{ {line.call} }}}}\n")
+            self.out.append(f"{{{{ {line.call} }}}}")
             return
         self.member(line, col, rest, follow, owner)
 
     def member(self, line: Line, col: int, rest: list[Node], follow: list[Line], owner: int) -> None:
         key = self.key(line)
         if line.value is not None:
-            self.out.append(key + self.value(line) + SEP + "\n")
+            self.out.append(key + self.value(line) + SEP)
             return
         # the lines that may come next and would be its value; a path with none of them (an
         # empty loop) gives an empty collection, where the YAML would hold a null
@@ -153,7 +156,7 @@ class Emitter:
             raise Refused(f"the value of {line.key} takes {len(shapes)} shapes")
         kcol, is_list = shapes.pop()
         self.stack.append(Frame(kcol, is_list, owner))
-        self.out.append(key + ("[\n" if is_list else "{\n"))
+        self.out.append(key + ("[" if is_list else _OPEN))
 
     def key(self, line: Line) -> str:
         k = line.key
@@ -238,12 +241,10 @@ def _yaml_copy(m: Macro, local: set[str], aliases: dict[str, str]) -> str:
 _READ = {"members": "yjm", "items": "yji", "value": "yjv"}
 
 
-def _json_macro(m: Macro, kind: str, kinds: dict[str, str]) -> str:
-    head = f"{{% macro {m.name}({m.params}) %}}\n"
-    args = ", ".join(p.split("=")[0].strip() for p in m.params.split(",") if p.strip())
-    fallback = f"{head}{{{{ yaml__{m.name}({args}) | {_READ[kind]} }}}}\n{{% endmacro %}}\n"
+def _emit_macro(m: Macro, kind: str, kinds: dict[str, str]) -> str | None:
+    """The JSON macro, or None where it is kept as YAML."""
     if m.body is None:
-        return fallback
+        return None
     em = Emitter(kinds)
     try:
         if kind == "value":
@@ -253,13 +254,20 @@ def _json_macro(m: Macro, kind: str, kinds: dict[str, str]) -> str:
             em.block(m.body, [_END], 0)
             em.close(len(em.stack) - 1, 0)
     except Refused:
-        return fallback
-    return head + "".join(em.out) + "{% endmacro %}\n"
+        return None
+    return f"{{% macro {m.name}({m.params}) %}}\n" + "".join(em.out) + "{% endmacro %}\n"
 
 
-def transform(source: str, files: dict[str, dict[str, str]], name: str) -> str:
+def _kept(m: Macro, kind: str) -> str:
+    """A macro kept as YAML: its YAML copy's text, read by yamljson."""
+    args = ", ".join(p.split("=")[0].strip() for p in m.params.split(",") if p.strip())
+    return f"{{% macro {m.name}({m.params}) %}}\n{{{{ yaml__{m.name}({args}) | {_READ[kind]} }}}}\n{{% endmacro %}}\n"
+
+
+def transform(source: str, files: dict[str, dict[str, str]], name: str, yaml_copies: set[str] | None = None) -> str:
     """The JSON template of ``source`` (the template ``name``); ``files``: every template
-    file's macro kinds.  Refused when its body (outside macros) cannot be rewritten."""
+    file's macro kinds; ``yaml_copies``: the macros whose YAML copy is needed (default: all).
+    Refused when its body (outside macros) cannot be rewritten."""
     nodes = parse(source)
     local = files.get(name) or kinds_of(source)
     kinds, aliases = _callable(nodes, local, files)
@@ -267,13 +275,50 @@ def transform(source: str, files: dict[str, dict[str, str]], name: str) -> str:
     body = [n for n in nodes if not isinstance(n, (Macro, Stmt))]
     for m in nodes:
         if isinstance(m, Macro):
-            out.append(_yaml_copy(m, set(local), aliases))
-            out.append(_json_macro(m, local.get(m.name, "members"), kinds))
+            kind = local.get(m.name, "members")
+            json_macro = _emit_macro(m, kind, kinds)
+            if yaml_copies is None or m.name in yaml_copies or json_macro is None:
+                out.append(_yaml_copy(m, set(local), aliases))
+            out.append(json_macro or _kept(m, kind))
     if any(isinstance(n, (Content, Block)) for n in body):
         em = Emitter(kinds)
         em.stack.append(Frame(0, False, 0))
-        em.out.append("{\n")
+        em.out.append(_OPEN)
         em.block(body, [_END], 0)
         em.close(len(em.stack), 0)
         out += em.out
     return "".join(out)
+
+
+def transform_all(sources: dict[str, str]) -> dict[str, str]:
+    """The JSON template of every template that has one, with the YAML copies of exactly the
+    macros kept as YAML and of those they call, in any template (what they import)."""
+    files = {name: kinds_of(src) for name, src in sources.items()}
+    parsed: dict[str, tuple[dict[str, Macro], dict[str, str]]] = {}
+    todo: list[tuple[str, str]] = []
+    for name, src in sources.items():
+        try:
+            nodes = parse(src)
+        except Refused:
+            continue
+        kinds, aliases = _callable(nodes, files[name], files)
+        macros = {m.name: m for m in nodes if isinstance(m, Macro)}
+        parsed[name] = (macros, aliases)
+        todo += [(name, m.name) for m in macros.values() if _emit_macro(m, files[name].get(m.name, "members"), kinds) is None]
+    need: set[tuple[str, str]] = set()
+    while todo:  # a YAML copy calls the YAML copies of the macros it calls
+        item = todo.pop()
+        if item in need or item[0] not in parsed or item[1] not in parsed[item[0]][0]:
+            continue
+        need.add(item)
+        macros, aliases = parsed[item[0]]
+        for call in _CALL.findall("\n".join(macros[item[1]].source[1:])):
+            alias, _, callee = call.rpartition(".")
+            todo.append((aliases.get(alias, ""), callee) if alias else (item[0], callee))
+    out = {}
+    for name in parsed:
+        try:
+            out[name] = transform(sources[name], files, name, {m for f, m in need if f == name})
+        except Refused:
+            continue
+    return out

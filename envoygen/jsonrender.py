@@ -62,7 +62,12 @@ def filters(j: Callable[[Any], str], dur: Callable[[float], str]) -> dict[str, C
         if kind is str:
             out = strings.get(value)
             if out is None:
-                out = strings[value] = _token(j(value))
+                # printable ASCII without quote or backslash: j writes it quoted as it is, and
+                # yamljson keeps that text (its _as_json); anything else takes their own way
+                if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+                    out = strings[value] = '"' + value + '"'
+                else:
+                    out = strings[value] = _token(j(value))
             return out
         return _token(j(value))
 
@@ -89,7 +94,7 @@ class JsonLoader(jinja2.FileSystemLoader):
 
     def __init__(self, paths: list[str]) -> None:
         super().__init__(paths)
-        self._kinds: dict[str, dict[str, str]] | None = None
+        self._rewritten: dict[str, str] | None = None
         self._salt: str | None = None
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
@@ -97,10 +102,13 @@ class JsonLoader(jinja2.FileSystemLoader):
         return self._transform(environment, template, source), filename + "#json", uptodate
 
     def _transform(self, environment: jinja2.Environment, template: str, source: str) -> str:
-        if self._kinds is None:  # a macro's kind decides how its callers are rewritten
-            self._kinds = {name: jsontemplates.kinds_of(super(JsonLoader, self).get_source(environment, name)[0])
-                           for name in self.list_templates() if name.endswith(".j2")}
-        return jsonemit.transform(source, self._kinds, template)
+        if self._rewritten is None:  # all at once: a macro's kind decides how its callers are rewritten
+            self._rewritten = jsonemit.transform_all({
+                name: super(JsonLoader, self).get_source(environment, name)[0]
+                for name in self.list_templates() if name.endswith(".j2")})
+        if template not in self._rewritten:
+            raise jsontemplates.Refused(f"{template} cannot be rewritten to write JSON")
+        return self._rewritten[template]
 
     def load(self, environment: jinja2.Environment, name: str,
              globals: Any = None) -> jinja2.Template:  # noqa: A002 - jinja2's signature

@@ -191,5 +191,8 @@ def kinds_of(source: str) -> dict[str, str]:
 
 
 def finish(text: str) -> str:
-    """The rendered JSON template's text as JSON: line breaks out, separators to commas."""
-    return text.replace("\n", "").replace(SEP + "}", "}").replace(SEP + "]", "]").replace(SEP, ",")
+    """The rendered JSON template's text as JSON: separators to commas, or nothing before a
+    closing bracket (and the rare line break that keeps a "{" off a "{{" dropped)."""
+    if "\n" in text:
+        text = text.replace("\n", "")
+    return text.replace(SEP + "}", "}").replace(SEP + "]", "]").replace(SEP, ",")

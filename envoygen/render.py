@@ -73,7 +73,10 @@ def _json(value: Any) -> str:
         if quoted is None:
             if len(_JSON_STR) > 200_000:
                 _JSON_STR.clear()
-            quoted = _JSON_STR[value] = json.dumps(value, ensure_ascii=False).translate(_YAML_UNSAFE)
+            quoted = json.dumps(value, ensure_ascii=False)
+            if not (value.isascii() and value.isprintable()):  # _YAML_UNSAFE is DEL and non-ASCII only
+                quoted = quoted.translate(_YAML_UNSAFE)
+            _JSON_STR[value] = quoted
         return quoted
     if isinstance(value, tuple):
         value = list(value)
