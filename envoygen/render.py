@@ -6,7 +6,9 @@ templates write every scalar through ``|j`` (JSON, valid YAML), so their output
 is YAML by construction (tests/test_golden.py parses every golden, ``validate``
 has Envoy read it); with a user's ``--templates`` every rendered YAML file is
 parsed back before it is returned, so a template can never produce a file
-Envoy cannot read as YAML.
+Envoy cannot read as YAML.  ``--bootstrap-format json`` renders the packaged
+templates rewritten to write JSON (jsontemplates, jsonemit, jsonrender): the
+JSON yamljson would read from their YAML, without rendering and reading YAML.
 """
 
 from __future__ import annotations

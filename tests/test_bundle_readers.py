@@ -22,6 +22,7 @@ from envoygen.cli import cli
 from envoygen.graph import Graph
 from envoygen.proxyconfig import bundle as bundle_mod
 from scale_inputs import scale_input
+from test_scale_growth import call_counter
 from test_yamljson import GOLDENS
 
 
@@ -114,16 +115,8 @@ def test_ir_dump_resolves_each_class_annotations_once(tmp_path: Path, monkeypatc
 
 def _calls(args: list[str]) -> tuple[collections.Counter, str]:
     calls: collections.Counter = collections.Counter()
-
-    def hook(frame, event, arg):  # noqa: ANN001, ANN202
-        if event == "call":
-            code = frame.f_code
-            calls["/".join(code.co_filename.rsplit("/", 2)[-2:]) + ":" + code.co_name] += 1
-        elif event == "c_call":
-            calls[f"builtin:{getattr(arg, '__qualname__', repr(arg))}"] += 1
-
     runner = CliRunner()
-    sys.setprofile(hook)
+    sys.setprofile(call_counter(calls))
     try:
         r = runner.invoke(cli, args)
     finally:

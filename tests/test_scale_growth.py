@@ -64,19 +64,22 @@ spec:
     return "---\n".join(docs)
 
 
-def calls_to_compile(n: int, tmp: Path) -> collections.Counter:
-    f = tmp / f"in-{n}.yaml"
-    f.write_text(layout(n))
-    calls: collections.Counter = collections.Counter()
-
+def call_counter(calls: collections.Counter):  # noqa: ANN201 - a sys.setprofile hook
+    """A profiler hook counting calls by function (file:name) and builtin into ``calls``."""
     def hook(frame, event, arg):  # noqa: ANN001, ANN202
         if event == "call":
             code = frame.f_code
             calls["/".join(code.co_filename.rsplit("/", 2)[-2:]) + ":" + code.co_name] += 1
         elif event == "c_call":
             calls[f"builtin:{getattr(arg, '__qualname__', repr(arg))}"] += 1
+    return hook
 
-    sys.setprofile(hook)
+
+def calls_to_compile(n: int, tmp: Path) -> collections.Counter:
+    f = tmp / f"in-{n}.yaml"
+    f.write_text(layout(n))
+    calls: collections.Counter = collections.Counter()
+    sys.setprofile(call_counter(calls))
     try:
         compiled = translate_inputs(Request((str(f),)))
     finally:
