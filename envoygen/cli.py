@@ -402,7 +402,7 @@ def ir_command(quiet: bool, **kw: Any) -> None:
     DestinationRules, VirtualServices per Gateway) and "ir" (the IR the
     templates render). Private keys appear as size and SHA-256 only.
     """
-    from .irdump import dump_bootstrap
+    from .irdump import dump_bootstrap, pretty_json
     from .pipeline import translate_inputs
     from .resolve import summary
 
@@ -410,7 +410,7 @@ def ir_command(quiet: bool, **kw: Any) -> None:
     compiled = translate_inputs(req, sys.stdin.buffer)
     _print_findings(compiled.findings, quiet=True)
     out = {b.workload.name: {"resolved": summary(b.view), "ir": dump_bootstrap(b.bootstrap)} for b in compiled.bundles}
-    click.echo(json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False))
+    click.echo(pretty_json(out))
 
 
 @cli.command()

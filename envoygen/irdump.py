@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import types
 import typing
 from typing import Any, Literal, Union
@@ -123,3 +124,54 @@ def _load(data: Any, tp: Any) -> Any:
 
 def load_bootstrap(data: dict[str, Any]) -> ir.Bootstrap:
     return _load(data, ir.Bootstrap)
+
+
+_ESCAPE = json.encoder.encode_basestring  # the C function json.dumps uses with ensure_ascii=False
+
+
+def pretty_json(value: Any) -> str:
+    """``json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)``, the same text, for
+    the plain values ``dump_bootstrap`` makes (dicts with string keys, lists, strings,
+    numbers, booleans, None): one recursive function appending to a list, where json's
+    indenting encoder (pure Python) nests a generator per level (~3x slower at 1,000 hosts)."""
+    out: list[str] = []
+    _pretty(value, "\n", out)
+    return "".join(out)
+
+
+def _pretty(value: Any, pad: str, out: list[str]) -> None:
+    kind = type(value)
+    if kind is str:
+        out.append(_ESCAPE(value))
+    elif kind is dict:
+        if not value:
+            out.append("{}")
+            return
+        inner = pad + "  "
+        first = True
+        for k in sorted(value):
+            if type(k) is not str:
+                raise TypeError(f"a key that is not a string: {k!r}")
+            out.append(("{" if first else ",") + inner + _ESCAPE(k) + ": ")
+            first = False
+            _pretty(value[k], inner, out)
+        out.append(pad + "}")
+    elif kind is list or kind is tuple:
+        if not value:
+            out.append("[]")
+            return
+        inner = pad + "  "
+        first = True
+        for v in value:
+            out.append(("[" if first else ",") + inner)
+            first = False
+            _pretty(v, inner, out)
+        out.append(pad + "]")
+    elif kind is int:
+        out.append(int.__repr__(value))
+    elif value is None:
+        out.append("null")
+    elif kind is bool:
+        out.append("true" if value else "false")
+    else:
+        out.append(json.dumps(value))  # a float (NaN, Infinity as json writes them), or json's TypeError
