@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from harness import run_envoygen
+from image_fixtures import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
@@ -135,7 +136,7 @@ def _get(port: int, path: str = "/") -> tuple[int, bytes]:
 @pytest.mark.slow
 def test_compose_three_replicas_each_serve(tmp_path: Path) -> None:
     if not Path(COMPOSE).exists():
-        pytest.skip("no docker-compose")
+        require_tool("docker-compose", "docker-compose")  # skips, or fails under CI=true (.ci/run installs it)
     src = tmp_path / "in.yaml"
     src.write_text(INPUT)
     tag = f"envoygen-test-compose:{uuid.uuid4().hex[:8]}"
