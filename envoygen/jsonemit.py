@@ -19,6 +19,15 @@ class Frame:
     owner: int
 
 
+_J = re.compile(r"\|\s*j\s*$")
+_DUR = re.compile(r"\|\s*dur\s*$")
+
+
+def _key_expr(expr: str) -> str:
+    """A hole in a key's place: its text as a JSON string (``|j``'s quoted, or a plain word's)."""
+    return _J.sub("| jkeyq", expr) if _J.search(expr) else f"({expr}) | jkey"
+
+
 # "{" as a constant Jinja folds into the text when it compiles: a literal "{" could run into the
 # "{{" or "{%" written after it
 _OPEN = '{{ "{" }}'
@@ -50,10 +59,14 @@ class Emitter:
                 return out
         return follow
 
+    def _is_item(self, line: Line) -> bool:
+        """The line starts a list item: ``- ...``, or a macro whose lines are items."""
+        return line.dash or (line.call is not None and self._kind(line.call) == "items")
+
     def _closes(self, line: Line) -> int:
         if line is _END:
             return len(self.stack)
-        dash = line.dash or (line.call is not None and self._kind(line.call) == "items")
+        dash = self._is_item(line)
         k = 0
         for f in reversed(self.stack):
             if f.col > line.col or (f.is_list and f.col == line.col and not dash):
@@ -93,14 +106,12 @@ class Emitter:
                     nxt = self.first([n], after)
                     owned = len([f for f in self.stack if f.owner == owner])
                     self.close(min(min(self._closes(x) for x in nxt), owned), owner)
-                if n.kw == "for" and len(n.bodies) > 1:
-                    raise Refused("a loop with an else branch")
+                if n.kw == "for" and (len(n.bodies) > 1 or value):
+                    raise Refused("a loop with an else branch, or in a value")
                 depth = len(self.stack)
                 inner_follow = (self.first(n.bodies[0], after) + after) if n.kw == "for" else after
                 for head, body in zip(n.heads, n.bodies):
                     self.out.append(head)
-                    if n.kw == "for" and value:
-                        raise Refused("a loop in a value")
                     self.blocks += 1
                     mine = self.blocks
                     self.block(body, inner_follow, mine, value)
@@ -149,8 +160,7 @@ class Emitter:
             return
         # the lines that may come next and would be its value; a path with none of them (an
         # empty loop) gives an empty collection, where the YAML would hold a null
-        kids = {(k.col, k.dash or (k.call is not None and self._kind(k.call) == "items"))
-                for k in self.first(rest, follow) if k is not _END}
+        kids = {(k.col, self._is_item(k)) for k in self.first(rest, follow) if k is not _END}
         shapes = {(kcol, is_list) for kcol, is_list in kids if kcol > col or (kcol == col and is_list)}
         if len(shapes) != 1:
             raise Refused(f"the value of {line.key} takes {len(shapes)} shapes")
@@ -163,10 +173,7 @@ class Emitter:
         assert k is not None
         m = _PLACE.fullmatch(k)
         if m is not None:
-            expr = line.holes[int(m.group(1))]
-            if re.search(r"\|\s*j\s*$", expr):
-                return "{{ " + re.sub(r"\|\s*j\s*$", "| jkeyq", expr) + " }}:"
-            return f"{{{{ ({expr}) | jkey }}}}:"
+            return "{{ " + _key_expr(line.holes[int(m.group(1))]) + " }}:"
         if "zzhole" in k:
             raise Refused(f"a key with an expression inside: {k}")
         try:
@@ -194,11 +201,7 @@ class Emitter:
             place = f'"zzhole{i}zz"'
             if text.count(place) != 1:
                 raise Refused(f"an expression inside a scalar: {v}")
-            if text.count(place + ":"):
-                sub = (re.sub(r"\|\s*j\s*$", "| jkeyq", expr) if re.search(r"\|\s*j\s*$", expr)
-                       else f"({expr}) | jkey")
-            else:
-                sub = self.expr(expr)
+            sub = _key_expr(expr) if text.count(place + ":") else self.expr(expr)
             text = text.replace(place, "\n{{ " + sub + " }}")  # "\n": never "{{{"
         return text
 
@@ -207,10 +210,10 @@ class Emitter:
             if self._kind(expr) != "value":
                 raise Refused(f"{expr} in a value")
             return expr
-        if re.search(r"\|\s*j\s*$", expr):
-            return re.sub(r"\|\s*j\s*$", "| jj", expr)
-        if re.search(r"\|\s*dur\s*$", expr):
-            return re.sub(r"\|\s*dur\s*$", "| jdur", expr)
+        if _J.search(expr):
+            return _J.sub("| jj", expr)
+        if _DUR.search(expr):
+            return _DUR.sub("| jdur", expr)
         if expr.startswith('"'):
             raise Refused(f"a literal in an expression: {expr}")
         return f"({expr}) | jplain"
@@ -264,24 +267,36 @@ def _kept(m: Macro, kind: str) -> str:
     return f"{{% macro {m.name}({m.params}) %}}\n{{{{ yaml__{m.name}({args}) | {_READ[kind]} }}}}\n{{% endmacro %}}\n"
 
 
-def transform(source: str, files: dict[str, dict[str, str]], name: str, yaml_copies: set[str] | None = None) -> str:
-    """The JSON template of ``source`` (the template ``name``); ``files``: every template
-    file's macro kinds; ``yaml_copies``: the macros whose YAML copy is needed (default: all).
-    Refused when its body (outside macros) cannot be rewritten."""
+@dataclass
+class _Rewrite:
+    """One template, rewritten: its nodes, callables, import aliases, and each macro with its
+    JSON version (None: kept as YAML)."""
+
+    nodes: list[Node]
+    local: dict[str, str]
+    kinds: dict[str, str]
+    aliases: dict[str, str]
+    macros: dict[str, tuple[Macro, str | None]]
+
+
+def _rewrite(source: str, files: dict[str, dict[str, str]], name: str) -> _Rewrite:
     nodes = parse(source)
     local = files.get(name) or kinds_of(source)
     kinds, aliases = _callable(nodes, local, files)
-    out = [n.src + "\n" for n in nodes if isinstance(n, Stmt)]
-    body = [n for n in nodes if not isinstance(n, (Macro, Stmt))]
-    for m in nodes:
-        if isinstance(m, Macro):
-            kind = local.get(m.name, "members")
-            json_macro = _emit_macro(m, kind, kinds)
-            if yaml_copies is None or m.name in yaml_copies or json_macro is None:
-                out.append(_yaml_copy(m, set(local), aliases))
-            out.append(json_macro or _kept(m, kind))
+    macros = {m.name: (m, _emit_macro(m, local.get(m.name, "members"), kinds)) for m in nodes if isinstance(m, Macro)}
+    return _Rewrite(nodes, local, kinds, aliases, macros)
+
+
+def _assemble(r: _Rewrite, yaml_copies: set[str] | None) -> str:
+    """The JSON template's text; Refused when the body (outside macros) cannot be rewritten."""
+    out = [n.src + "\n" for n in r.nodes if isinstance(n, Stmt)]
+    for name, (m, json_macro) in r.macros.items():
+        if yaml_copies is None or name in yaml_copies or json_macro is None:
+            out.append(_yaml_copy(m, set(r.local), r.aliases))
+        out.append(json_macro or _kept(m, r.local.get(name, "members")))
+    body = [n for n in r.nodes if not isinstance(n, (Macro, Stmt))]
     if any(isinstance(n, (Content, Block)) for n in body):
-        em = Emitter(kinds)
+        em = Emitter(r.kinds)
         em.stack.append(Frame(0, False, 0))
         em.out.append(_OPEN)
         em.block(body, [_END], 0)
@@ -290,35 +305,38 @@ def transform(source: str, files: dict[str, dict[str, str]], name: str, yaml_cop
     return "".join(out)
 
 
+def transform(source: str, files: dict[str, dict[str, str]], name: str, yaml_copies: set[str] | None = None) -> str:
+    """The JSON template of ``source`` (the template ``name``); ``files``: every template
+    file's macro kinds; ``yaml_copies``: the macros whose YAML copy is needed (default: all).
+    Refused when its body (outside macros) cannot be rewritten."""
+    return _assemble(_rewrite(source, files, name), yaml_copies)
+
+
 def transform_all(sources: dict[str, str]) -> dict[str, str]:
     """The JSON template of every template that has one, with the YAML copies of exactly the
     macros kept as YAML and of those they call, in any template (what they import)."""
     files = {name: kinds_of(src) for name, src in sources.items()}
-    parsed: dict[str, tuple[dict[str, Macro], dict[str, str]]] = {}
-    todo: list[tuple[str, str]] = []
+    rewritten: dict[str, _Rewrite] = {}
     for name, src in sources.items():
         try:
-            nodes = parse(src)
+            rewritten[name] = _rewrite(src, files, name)
         except Refused:
             continue
-        kinds, aliases = _callable(nodes, files[name], files)
-        macros = {m.name: m for m in nodes if isinstance(m, Macro)}
-        parsed[name] = (macros, aliases)
-        todo += [(name, m.name) for m in macros.values() if _emit_macro(m, files[name].get(m.name, "members"), kinds) is None]
+    todo = [(name, m) for name, r in rewritten.items() for m, (_, js) in r.macros.items() if js is None]
     need: set[tuple[str, str]] = set()
     while todo:  # a YAML copy calls the YAML copies of the macros it calls
         item = todo.pop()
-        if item in need or item[0] not in parsed or item[1] not in parsed[item[0]][0]:
+        r = rewritten.get(item[0])
+        if item in need or r is None or item[1] not in r.macros:
             continue
         need.add(item)
-        macros, aliases = parsed[item[0]]
-        for call in _CALL.findall("\n".join(macros[item[1]].source[1:])):
+        for call in _CALL.findall("\n".join(r.macros[item[1]][0].source[1:])):
             alias, _, callee = call.rpartition(".")
-            todo.append((aliases.get(alias, ""), callee) if alias else (item[0], callee))
+            todo.append((r.aliases.get(alias, ""), callee) if alias else (item[0], callee))
     out = {}
-    for name in parsed:
+    for name, r in rewritten.items():
         try:
-            out[name] = transform(sources[name], files, name, {m for f, m in need if f == name})
+            out[name] = _assemble(r, {m for f, m in need if f == name})
         except Refused:
             continue
     return out

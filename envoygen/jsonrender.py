@@ -94,8 +94,16 @@ class JsonLoader(jinja2.FileSystemLoader):
 
     def __init__(self, paths: list[str]) -> None:
         super().__init__(paths)
+        self._sources: dict[str, str] | None = None
         self._rewritten: dict[str, str] | None = None
         self._salt: str | None = None
+
+    def _all_sources(self, environment: jinja2.Environment) -> dict[str, str]:
+        """Every template as written, read once."""
+        if self._sources is None:
+            self._sources = {name: super(JsonLoader, self).get_source(environment, name)[0]
+                             for name in self.list_templates() if name.endswith(".j2")}
+        return self._sources
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
         source, filename, uptodate = super().get_source(environment, template)
@@ -103,9 +111,7 @@ class JsonLoader(jinja2.FileSystemLoader):
 
     def _transform(self, environment: jinja2.Environment, template: str, source: str) -> str:
         if self._rewritten is None:  # all at once: a macro's kind decides how its callers are rewritten
-            self._rewritten = jsonemit.transform_all({
-                name: super(JsonLoader, self).get_source(environment, name)[0]
-                for name in self.list_templates() if name.endswith(".j2")})
+            self._rewritten = jsonemit.transform_all(self._all_sources(environment))
         if template not in self._rewritten:
             raise jsontemplates.Refused(f"{template} cannot be rewritten to write JSON")
         return self._rewritten[template]
@@ -118,10 +124,10 @@ class JsonLoader(jinja2.FileSystemLoader):
         bcc = environment.bytecode_cache
         bucket = None
         if bcc is not None:
-            if self._salt is None:
-                sources = [super(JsonLoader, self).get_source(environment, n)[0] for n in self.list_templates()]
-                self._salt = "\0".join([*(Path(m.__file__).read_text() for m in (jsontemplates, jsonemit)), *sources])
-            bucket = bcc.get_bucket(environment, name, filename + "#json", self._salt + "\0" + source)
+            if self._salt is None:  # holds every template's text: ``source`` among them
+                self._salt = "\0".join([*(Path(m.__file__).read_text() for m in (jsontemplates, jsonemit)),
+                                        *self._all_sources(environment).values()])
+            bucket = bcc.get_bucket(environment, name, filename + "#json", self._salt)
         code = bucket.code if bucket is not None else None
         if code is None:
             code = environment.compile(self._transform(environment, name, source), name, filename + "#json")

@@ -174,7 +174,7 @@ def lex(text: str) -> Line:
 def macro_kind(m: Macro) -> str:
     """``members``, ``items`` or ``value``: what the macro's lines are at its first level."""
     for raw in m.source[1:-1]:
-        s = _TAG.sub("", raw) if _TAG.match(raw) else re.sub(r"\{%.*?%\}", "", raw)
+        s = re.sub(r"\{%.*?%\}", "", raw)  # a line's tags (a tag line leaves blanks)
         if not s.strip() or s.lstrip().startswith("#"):
             continue
         line = lex(s)
