@@ -248,39 +248,17 @@ def test_bootstrap_templates_are_ascii() -> None:
             assert text.isascii(), (tpl.name, sorted({c for c in text if not c.isascii()}))
 
 
-LOCALITY_INPUT = """\
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc, namespace: default}
-spec:
-  hosts: [svc.internal]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  location: MESH_INTERNAL
-  endpoints:
-  - {address: 10.0.0.1, locality: us-west/zone-a}
-  - {address: 10.0.0.2, locality: US-WEST/zone-a}
-  - {address: 10.0.0.3, locality: us-west/zone-a}
-  - {address: 10.0.0.4}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: default}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route: [{destination: {host: svc.internal}}]
-"""
+def _locality_input() -> str:
+    """A ServiceEntry whose endpoints carry locality labels that differ only in case, behind a Gateway."""
+    from istio_docs import dump, gateway_doc, to, vs_doc
+
+    se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "svc", "namespace": "default"},
+          "spec": {"hosts": ["svc.internal"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                   "resolution": "STATIC", "location": "MESH_INTERNAL",
+                   "endpoints": [{"address": "10.0.0.1", "locality": "us-west/zone-a"},
+                                 {"address": "10.0.0.2", "locality": "US-WEST/zone-a"},
+                                 {"address": "10.0.0.3", "locality": "us-west/zone-a"}, {"address": "10.0.0.4"}]}}
+    return dump(gateway_doc(ns="default"), se, vs_doc("vs", ["*"], [{"route": to("svc.internal")}], ns="default"))
 
 
 def test_endpoints_grouped_by_exact_locality_in_label_order(tmp_path: Path) -> None:
@@ -290,7 +268,7 @@ def test_endpoints_grouped_by_exact_locality_in_label_order(tmp_path: Path) -> N
     import yaml
 
     src = tmp_path / "in.yaml"
-    src.write_text(LOCALITY_INPUT)
+    src.write_text(_locality_input())
     req = Request((str(src),))
     files = render_bundles(translate_inputs(req), req, req.install_dir)
     boot = yaml.safe_load(files["envoy.yaml"][0])
